@@ -55,12 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="The demo of `make run`: an edge node fed by the mapper simulator.",
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=describe_options())
     _common(run)
+    query = sub.add_parser("query", help="Run InfluxQL or SQL against a server and print the result.")
+    from edge_agent.query_cli import add_arguments
+
+    add_arguments(query)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "query":
+        from edge_agent.query_cli import run as run_query
+
+        return run_query(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, _overrides(args))

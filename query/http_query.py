@@ -1,0 +1,246 @@
+"""HTTP query endpoints: InfluxDB /query (JSON, CSV, chunked) and v3 /api/v3/query_sql, query_influxql.
+
+Owns request parameters and response encodings; execution lives in influxql_exec and sql_sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from aiohttp import web
+
+from query.influxql_exec import QueryExecutor
+from query.influxql_parser import InfluxQLParseError
+from query.sql_sandbox import SqlError, run_sql
+
+EXECUTOR_KEY: web.AppKey[QueryExecutor] = web.AppKey("influxql_executor", QueryExecutor)
+SQL_SOURCE_KEY: web.AppKey[Any] = web.AppKey("sql_source")
+LIMITS_KEY: web.AppKey[dict] = web.AppKey("query_limits", dict)
+POOL_KEY: web.AppKey[ThreadPoolExecutor] = web.AppKey("query_pool", ThreadPoolExecutor)
+V3_FORMATS = {"json", "jsonl", "csv", "parquet", "arrow", "pretty"}
+
+
+async def _params(request: web.Request) -> dict[str, str]:
+    """Query-string parameters, overlaid with a form or JSON body on POST."""
+    params = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        ctype = request.content_type
+        if ctype == "application/json":
+            try:
+                body = await request.json()
+            except json.JSONDecodeError as exc:
+                raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid JSON body: {exc}"}),
+                                         content_type="application/json") from exc
+            params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})
+        else:
+            form = await request.post()
+            params.update({k: str(v) for k, v in form.items()})
+    return params
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def _dump(obj: Any, pretty: bool) -> str:
+    """JSON as InfluxDB writes it: NaN/Inf (which JSON lacks) become null."""
+    return json.dumps(_finite(obj), indent=4 if pretty else None, default=_json_default)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def results_to_csv(results: list[dict]) -> str:
+    """InfluxDB's CSV: name,tags,<columns...> per series, a blank line between differing headers."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    last_header: list[str] | None = None
+    for result in results:
+        for series in result.get("series", []):
+            header = ["name", "tags", *series["columns"]]
+            if header != last_header:
+                if last_header is not None:
+                    out.write("\n")
+                writer.writerow(header)
+                last_header = header
+            tags = ",".join(f"{k}={v}" for k, v in sorted(series.get("tags", {}).items()))
+            for row in series.get("values", []):
+                writer.writerow([series["name"], tags, *("" if v is None else v for v in row)])
+    return out.getvalue()
+
+
+def chunk_results(results: list[dict], chunk_size: int) -> list[dict]:
+    """Split series into documents of at most chunk_size rows, marking 'partial' like InfluxDB."""
+    docs: list[dict] = []
+    for result in results:
+        series_list = result.get("series")
+        if not series_list:
+            docs.append({"results": [result]})
+            continue
+        pieces: list[dict] = []
+        for series in series_list:
+            values = series.get("values", [])
+            for start in range(0, max(len(values), 1), chunk_size):
+                piece = {**series, "values": values[start:start + chunk_size]}
+                if start + chunk_size < len(values):
+                    piece["partial"] = True
+                pieces.append(piece)
+        for i, piece in enumerate(pieces):
+            doc: dict[str, Any] = {"statement_id": result["statement_id"], "series": [piece]}
+            if i < len(pieces) - 1:
+                doc["partial"] = True
+            docs.append({"results": [doc]})
+    return docs
+
+
+async def handle_query(request: web.Request) -> web.StreamResponse:
+    params = await _params(request)
+    q = params.get("q", "")
+    if not q.strip():
+        return web.json_response({"error": 'missing required parameter "q"'}, status=400)
+    bind: dict | None = None
+    if params.get("params"):
+        try:
+            bind = json.loads(params["params"])
+        except json.JSONDecodeError as exc:
+            return web.json_response({"error": f"error parsing query parameters: {exc}"}, status=400)
+    epoch = params.get("epoch") or None
+    executor = request.app[EXECUTOR_KEY]
+    loop = asyncio.get_running_loop()
+    try:
+        results = await loop.run_in_executor(request.app[POOL_KEY], lambda: executor.execute(
+            q, params.get("db") or None, bind, epoch))
+    except InfluxQLParseError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    pretty = params.get("pretty", "").lower() == "true"
+    accept = request.headers.get("Accept", "")
+    if "application/csv" in accept or "text/csv" in accept:
+        return web.Response(text=results_to_csv(results), content_type="application/csv")
+    if params.get("chunked", "").lower() == "true":
+        size = int(params.get("chunk_size") or 10000)
+        body = "".join(_dump(doc, False) + "\n" for doc in chunk_results(results, max(1, size)))
+        return web.Response(text=body, content_type="application/json")
+    return web.Response(text=_dump({"results": results}, pretty), content_type="application/json")
+
+
+def encode_table(table: pa.Table, fmt: str) -> tuple[bytes, str]:
+    """A result table as json | jsonl | csv | parquet | arrow (IPC stream) | pretty."""
+    if fmt == "parquet":
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        return sink.getvalue(), "application/vnd.apache.parquet"
+    if fmt == "arrow":
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes(), "application/vnd.apache.arrow.stream"
+    if fmt == "csv":
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink)
+        return sink.getvalue(), "text/csv"
+    rows = _finite([{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()])
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, default=str) + "\n" for r in rows).encode(), "application/jsonl"
+    if fmt == "pretty":
+        return _pretty(table.column_names, rows).encode(), "text/plain"
+    return json.dumps(rows, default=str).encode(), "application/json"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _pretty(columns: list[str], rows: list[dict]) -> str:
+    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |", line]
+    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def influxql_results_table(results: list[dict]) -> pa.Table:
+    """Flatten InfluxQL results to one table: iox::measurement, tags, then the columns."""
+    rows: list[dict] = []
+    for result in results:
+        if "error" in result:
+            raise SqlError(result["error"])
+        for series in result.get("series", []):
+            for values in series.get("values", []):
+                row = {"iox::measurement": series["name"], **series.get("tags", {})}
+                row.update(zip(series["columns"], values, strict=True))
+                rows.append(row)
+    return pa.Table.from_pylist(rows) if rows else pa.table({})
+
+
+async def handle_v3(request: web.Request, language: str) -> web.Response:
+    params = await _params(request)
+    db, q = params.get("db", ""), params.get("q", "")
+    fmt = (params.get("format") or "json").lower()
+    if not db or not q:
+        return web.json_response({"error": "parameters db and q are required"}, status=400)
+    if fmt not in V3_FORMATS:
+        return web.json_response({"error": f"unknown format {fmt!r}; use one of {sorted(V3_FORMATS)}"}, status=400)
+    limits = request.app[LIMITS_KEY]
+    loop = asyncio.get_running_loop()
+
+    def execute() -> pa.Table:
+        if language == "sql":
+            return run_sql(request.app[SQL_SOURCE_KEY], db, q, memory_limit_bytes=limits["max_memory"],
+                           timeout_s=limits["timeout"])
+        return influxql_results_table(request.app[EXECUTOR_KEY].execute(q, db, None, "ns"))
+
+    try:
+        table = await loop.run_in_executor(request.app[POOL_KEY], execute)
+    except SqlError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except InfluxQLParseError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    body, ctype = encode_table(table, fmt)
+    return web.Response(body=body, content_type=ctype)
+
+
+async def handle_query_sql(request: web.Request) -> web.Response:
+    return await handle_v3(request, "sql")
+
+
+async def handle_query_influxql(request: web.Request) -> web.Response:
+    return await handle_v3(request, "influxql")
+
+
+def add_query_routes(app: web.Application, source: Any, *, timeout_s: float = 30.0,
+                     max_memory_bytes: int = 1024**3, threads: int = 2) -> None:
+    """Mount /query and the v3 query endpoints over `source` (a storage engine or cloud view)."""
+    app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s)
+    app[SQL_SOURCE_KEY] = source
+    app[LIMITS_KEY] = {"timeout": timeout_s, "max_memory": max_memory_bytes}
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="query")
+    app[POOL_KEY] = pool
+
+    async def stop_pool(_: web.Application) -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(stop_pool)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/query", handle_query)
+        app.router.add_route(method, "/api/v3/query_sql", handle_query_sql)
+        app.router.add_route(method, "/api/v3/query_influxql", handle_query_influxql)
