@@ -1,0 +1,275 @@
+"""The 64-bit integer codec family (int64, uint64 and timestamps share it): constant,
+constant-delta, FOR / delta-FOR / delta-of-delta-FOR bit-packing, plain, and the zstd stage.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import zstandard
+from numba import njit
+
+from storage.codecs import CodecError, CodecId
+from storage.codecs.bitpack import BLOCK, for_pack, for_packed_bytes, packed_words, unpack_fixed
+
+HEADER = struct.Struct("<BBHI")  # codec id, aux (decimal scale), reserved, count
+FIRST = struct.Struct("<q")
+TWO = struct.Struct("<qq")
+MAX_COUNT = 0xFFFFFFFF
+ZSTD_LEVEL = 3
+ZSTD_MIN_SAVING = 0.10
+"""The zstd stage is kept only when it saves at least this fraction of the packed size."""
+
+MODE_FOR = 0
+MODE_DELTA = 1
+MODE_DOD = 2
+_MODE_OF = {CodecId.FOR_I64: MODE_FOR, CodecId.DELTA_FOR_I64: MODE_DELTA,
+            CodecId.DOD_FOR_I64: MODE_DOD}
+_ID_OF = {v: k for k, v in _MODE_OF.items()}
+
+_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
+
+_zstd_local = threading.local()
+
+
+# ---------------------------------------------------------------- predicates (numba)
+
+@njit(cache=True, nogil=True)
+def is_const(values: np.ndarray) -> bool:
+    """All values equal (true for empty and single-value arrays)."""
+    for i in range(1, values.shape[0]):
+        if values[i] != values[0]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def is_delta_const(values: np.ndarray) -> bool:
+    """values[i] - values[i-1] (two's complement wraparound) is the same for every i."""
+    n = values.shape[0]
+    if n < 3:
+        return True
+    d = np.uint64(values[1]) - np.uint64(values[0])
+    for i in range(2, n):
+        if np.uint64(values[i]) - np.uint64(values[i - 1]) != d:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def common_pow10_exponent(values: np.ndarray) -> int:
+    """Largest k <= 18 such that every consecutive difference is a multiple of 10^k."""
+    k = 18
+    for i in range(1, values.shape[0]):
+        d = np.int64(np.uint64(values[i]) - np.uint64(values[i - 1]))
+        while k > 0 and d % _POW10[k] != 0:
+            k -= 1
+        if k == 0:
+            return 0
+    return k
+
+
+# ---------------------------------------------------------------- transforms (numba)
+
+@njit(cache=True, nogil=True)
+def _transform(values: np.ndarray, mode: int, scale_exp: int) -> np.ndarray:
+    """The sequence that is FOR-packed: values, scaled deltas, or scaled delta-of-deltas."""
+    n = values.shape[0]
+    if mode == MODE_FOR:
+        return values.copy()
+    p = _POW10[scale_exp]
+    out = np.empty(max(n - 1, 0), dtype=np.int64)
+    prev_q = np.uint64(0)
+    for i in range(1, n):
+        d = np.int64(np.uint64(values[i]) - np.uint64(values[i - 1]))
+        q = np.uint64(d // p) if scale_exp > 0 else np.uint64(d)
+        if mode == MODE_DELTA:
+            out[i - 1] = np.int64(q)
+        else:
+            out[i - 1] = np.int64(q - prev_q)
+            prev_q = q
+    return out
+
+
+@njit(cache=True, nogil=True)
+def decode_for_family(buf: np.ndarray, off: int, n: int, mode: int, first: np.uint64,
+                      scale_exp: int, out: np.ndarray) -> int:
+    """Decode a FOR-family stream at buf[off:] (8-aligned) into out (uint64), in one call.
+
+    Returns the offset just past the stream, or -1 if buf is too short for it.
+    """
+    if n == 0:
+        return off
+    m = n if mode == MODE_FOR else n - 1
+    dst = 0 if mode == MODE_FOR else 1
+    if mode != MODE_FOR:
+        out[0] = first
+    if m == 0:
+        return off
+    nb = (m + BLOCK - 1) // BLOCK
+    if off + 8 * nb + ((nb + 7) // 8) * 8 > buf.shape[0]:
+        return -1
+    bases = buf[off:off + 8 * nb].view(np.int64)
+    off += 8 * nb
+    widths = buf[off:off + nb]
+    off += ((nb + 7) // 8) * 8
+    total = 0
+    for b in range(nb):
+        if widths[b] > 64:
+            return -1
+        total += packed_words(min(m, (b + 1) * BLOCK) - b * BLOCK, int(widths[b]))
+    if off + 8 * total > buf.shape[0]:
+        return -1
+    words = buf[off:off + 8 * total].view(np.uint64)
+    mult = np.uint64(_POW10[scale_exp])
+    acc = first
+    step = np.uint64(0)
+    woff = 0
+    for b in range(nb):
+        lo = b * BLOCK
+        cnt = min(m, lo + BLOCK) - lo
+        width = int(widths[b])
+        unpack_fixed(words, woff, width, np.uint64(bases[b]), cnt, out, dst + lo)
+        woff += packed_words(cnt, width)
+        if mode == MODE_DELTA:
+            for i in range(dst + lo, dst + lo + cnt):
+                acc += out[i] * mult
+                out[i] = acc
+        elif mode == MODE_DOD:
+            for i in range(dst + lo, dst + lo + cnt):
+                step += out[i]
+                acc += step * mult
+                out[i] = acc
+    return off + 8 * total
+    return off + 8 * total
+
+
+# ---------------------------------------------------------------- zstd stage
+
+def _compressor() -> zstandard.ZstdCompressor:
+    comp = getattr(_zstd_local, "comp", None)
+    if comp is None:
+        comp = _zstd_local.comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_zstd_local, "dec", None)
+    if dec is None:
+        dec = _zstd_local.dec = zstandard.ZstdDecompressor()
+    return dec
+
+
+def zstd_compress(data: bytes) -> bytes:
+    return _compressor().compress(data)
+
+
+def zstd_decompress(data: bytes | memoryview, size: int, what: str) -> bytes:
+    try:
+        raw = _decompressor().decompress(data, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"{what}: zstd frame does not decompress: {exc}") from exc
+    if len(raw) != size:
+        raise CodecError(f"{what}: zstd frame gave {len(raw)} bytes, header says {size}")
+    return raw
+
+
+def with_zstd_stage(encoded: bytes) -> bytes:
+    """Wrap an encoding in ZSTD_STAGE when zstd saves >= 10%, else return it unchanged."""
+    packed = zstd_compress(encoded)
+    if len(packed) + HEADER.size <= (1.0 - ZSTD_MIN_SAVING) * len(encoded):
+        return HEADER.pack(CodecId.ZSTD_STAGE, 0, 0, len(encoded)) + packed
+    return encoded
+
+
+def unwrap_zstd_stage(buf: bytes | memoryview) -> bytes | memoryview:
+    """The inner encoding of a ZSTD_STAGE buffer (or buf itself if it is not one)."""
+    if len(buf) and buf[0] == CodecId.ZSTD_STAGE:
+        _, _, _, inner_len = HEADER.unpack_from(buf, 0)
+        return zstd_decompress(memoryview(buf)[HEADER.size:], inner_len, "ZSTD_STAGE")
+    return buf
+
+
+def aligned_bytes(buf: bytes | memoryview) -> np.ndarray:
+    """buf as a uint8 array whose start is 8-aligned (copied only when it is not)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    if arr.ctypes.data & 7:
+        arr = arr.copy()
+    return arr
+
+
+# ---------------------------------------------------------------- encode / decode
+
+def encode_int64_words(values: np.ndarray, modes: tuple[int, ...], zstd_stage: bool = True) -> bytes:
+    """Encode int64 words (any 64-bit pattern) choosing the smallest codec among `modes`."""
+    values = np.ascontiguousarray(values).view(np.int64)
+    n = values.shape[0]
+    if n > MAX_COUNT:
+        raise CodecError(f"integer column of {n} values exceeds the {MAX_COUNT}-value limit")
+    if n == 0:
+        return HEADER.pack(CodecId.PLAIN_I64, 0, 0, 0)
+    if is_const(values):
+        return HEADER.pack(CodecId.CONST_I64, 0, 0, n) + FIRST.pack(int(values[0]))
+    if is_delta_const(values):
+        delta = (int(values[1]) - int(values[0]) + (1 << 63)) % (1 << 64) - (1 << 63)
+        return HEADER.pack(CodecId.DELTA_CONST_I64, 0, 0, n) + TWO.pack(int(values[0]), delta)
+    plain_size = HEADER.size + 8 * n
+    scale_exp = common_pow10_exponent(values) if any(m != MODE_FOR for m in modes) else 0
+    best_mode, best_size = -1, plain_size
+    for mode in modes:
+        seq = _transform(values, mode, scale_exp)
+        size = HEADER.size + (0 if mode == MODE_FOR else 8) + for_packed_bytes(seq)
+        if size < best_size:
+            best_mode, best_size = mode, size
+    if best_mode < 0:
+        encoded = HEADER.pack(CodecId.PLAIN_I64, 0, 0, n) + values.astype("<i8").tobytes()
+    else:
+        seq = _transform(values, best_mode, scale_exp)
+        bases, widths, words = for_pack(seq)
+        aux = 0 if best_mode == MODE_FOR else scale_exp
+        parts = [HEADER.pack(_ID_OF[best_mode], aux, 0, n)]
+        if best_mode != MODE_FOR:
+            parts.append(FIRST.pack(int(values[0])))
+        parts.append(bases.tobytes())
+        parts.append(widths.tobytes() + bytes(-len(widths) % 8))
+        parts.append(words.tobytes())
+        encoded = b"".join(parts)
+    return with_zstd_stage(encoded) if zstd_stage else encoded
+
+
+def decode_int64_words(buf: bytes | memoryview, what: str = "integers") -> np.ndarray:
+    """Decode any integer-family encoding into a fresh int64 array."""
+    buf = unwrap_zstd_stage(buf)
+    if len(buf) < HEADER.size:
+        raise CodecError(f"{what}: buffer of {len(buf)} bytes is shorter than the header")
+    codec, aux, _, n = HEADER.unpack_from(buf, 0)
+    if codec == CodecId.CONST_I64:
+        return np.full(n, FIRST.unpack_from(buf, HEADER.size)[0], dtype=np.int64)
+    if codec == CodecId.DELTA_CONST_I64:
+        first, delta = TWO.unpack_from(buf, HEADER.size)
+        out = np.empty(n, dtype=np.uint64)
+        np.multiply(np.arange(n, dtype=np.uint64), np.uint64(delta & 0xFFFFFFFFFFFFFFFF), out=out)
+        out += np.uint64(first & 0xFFFFFFFFFFFFFFFF)
+        return out.view(np.int64)
+    if codec == CodecId.PLAIN_I64:
+        if len(buf) < HEADER.size + 8 * n:
+            raise CodecError(f"{what}: PLAIN_I64 of {n} values truncated at {len(buf)} bytes")
+        return np.frombuffer(buf, dtype="<i8", count=n, offset=HEADER.size).astype(np.int64)
+    mode = _MODE_OF.get(codec)
+    if mode is None:
+        raise CodecError(f"{what}: codec byte {codec} at offset 0 is not an integer codec")
+    arr = aligned_bytes(buf)
+    first = np.uint64(0)
+    off = HEADER.size
+    if mode != MODE_FOR:
+        first = np.uint64(FIRST.unpack_from(buf, off)[0] & 0xFFFFFFFFFFFFFFFF)
+        off += 8
+    if aux > 18:
+        raise CodecError(f"{what}: decimal scale 10^{aux} at offset 1 is out of range")
+    out = np.empty(n, dtype=np.uint64)
+    if decode_for_family(arr, off, n, mode, first, aux, out) < 0:
+        raise CodecError(f"{what}: {CodecId(codec).name} stream of {n} values truncated "
+                         f"or corrupt ({len(buf)} bytes)")
+    return out.view(np.int64)
