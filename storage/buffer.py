@@ -1,0 +1,391 @@
+"""In-memory columnar write buffer per (database, measurement) with memory accounting, frozen
+snapshots for flushing, and the sorted, de-duplicated read view over its chunks."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
+
+MERGE_CAP_ROWS = 1 << 20  # chunks up to this many rows are merged with their neighbours
+_SERIES_OVERHEAD_BYTES = 96
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Immutable rows of one measurement in arrival order; series ids are measurement-global."""
+
+    series_id: np.ndarray  # int32
+    time: np.ndarray  # int64 ns
+    fields: dict[str, pa.Array]
+    seq_min: int
+    seq_max: int
+    wal_file_min: int
+    nbytes: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.time.shape[0])
+
+
+def _chunk_bytes(series_id: np.ndarray, time: np.ndarray, fields: dict[str, pa.Array]) -> int:
+    return int(series_id.nbytes + time.nbytes + sum(a.get_total_buffer_size() for a in fields.values()))
+
+
+def _fit(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """arr as `target` (only differs after a dropped-and-recreated field); null if uncastable."""
+    if arr.type == target:
+        return arr
+    try:
+        return arr.cast(target, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(arr), target)
+
+
+def concat_chunks(chunks: list[Chunk]) -> Chunk:
+    """One chunk holding the rows of `chunks` in order (missing fields filled with nulls)."""
+    types: dict[str, pa.DataType] = {}
+    for c in chunks:
+        for name, arr in c.fields.items():
+            types[name] = arr.type  # newest wins
+    fields = {}
+    for name, atype in types.items():
+        pieces = [_fit(c.fields[name], atype) if name in c.fields else pa.nulls(c.rows, atype) for c in chunks]
+        fields[name] = pa.concat_arrays(pieces)
+    sid = np.concatenate([c.series_id for c in chunks])
+    time = np.concatenate([c.time for c in chunks])
+    return Chunk(
+        series_id=sid,
+        time=time,
+        fields=fields,
+        seq_min=min(c.seq_min for c in chunks),
+        seq_max=max(c.seq_max for c in chunks),
+        wal_file_min=min(c.wal_file_min for c in chunks),
+        nbytes=_chunk_bytes(sid, time, fields),
+    )
+
+
+class SeriesIndex:
+    """Append-only dictionary of a measurement's tag sets -> measurement-global ids, with cached
+    per-series views (rank in series-key order, tag value columns). Readers use a prefix."""
+
+    def __init__(self, measurement: str) -> None:
+        self.measurement = measurement
+        self.tagsets: list[TagSet] = []
+        self.ids: dict[TagSet, int] = {}
+        self._rank: tuple[int, np.ndarray] | None = None
+        self._tag_columns: dict[str, tuple[int, pa.Array]] = {}
+
+    def map_ids(self, series: list[TagSet]) -> tuple[np.ndarray, int]:
+        """Global ids for a batch's series list (per series, not per row) and bytes added."""
+        out = np.empty(len(series), dtype=np.int32)
+        added = 0
+        for i, tags in enumerate(series):
+            sid = self.ids.get(tags)
+            if sid is None:
+                sid = self.ids[tags] = len(self.tagsets)
+                self.tagsets.append(tags)
+                added += _SERIES_OVERHEAD_BYTES + sum(len(k) + len(v) for k, v in tags)
+            out[i] = sid
+        return out, added
+
+    def rank(self, n: int) -> np.ndarray:
+        """rank[sid] = position of series sid in series-key order, over the first n series."""
+        cached = self._rank
+        if cached is not None and cached[0] == n:
+            return cached[1]
+        keys = [series_key(self.measurement, t) for t in self.tagsets[:n]]
+        order = sorted(range(n), key=keys.__getitem__)
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.asarray(order, dtype=np.int64)] = np.arange(n, dtype=np.int64)
+        self._rank = (n, rank)
+        return rank
+
+    def tag_column(self, key: str, n: int) -> pa.Array:
+        """String array: value of tag `key` per series id (null where the series lacks it)."""
+        cached = self._tag_columns.get(key)
+        if cached is not None and cached[0] == n:
+            return cached[1]
+        col = pa.array([dict(t).get(key) for t in self.tagsets[:n]], type=pa.string())
+        self._tag_columns[key] = (n, col)
+        return col
+
+    def matching(self, tag_filter: dict[str, set[str]], n: int) -> np.ndarray:
+        """Boolean mask over series ids: every filtered tag has a value in its set."""
+        keep = np.ones(n, dtype=bool)
+        for key, values in tag_filter.items():
+            col = self.tag_column(key, n)
+            hit = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string())).fill_null(False)
+            keep &= hit.to_numpy(zero_copy_only=False)
+        return keep
+
+
+@dataclass(frozen=True, eq=False)
+class FrozenMeasurement:
+    """An immutable snapshot of one measurement's buffered rows (for the segment flusher) and
+    the WAL range it covers: records seq <= seq_max, in files >= wal_file_min."""
+
+    db: str
+    measurement: str
+    chunks: tuple[Chunk, ...]
+    series: SeriesIndex
+    n_series: int
+    seq_max: int
+    wal_file_min: int
+    nbytes: int
+
+    def to_table(self, field_types: dict[str, FieldType], tag_keys: list[str]) -> pa.Table:
+        """The rows in reader shape: sorted by (series key, time), duplicates merged."""
+        return assemble(list(self.chunks), self.series, self.n_series, field_types, tag_keys)
+
+
+class MeasurementBuffer:
+    def __init__(self, measurement: str) -> None:
+        self.series = SeriesIndex(measurement)
+        self.active: list[Chunk] = []
+        self.frozen: list[FrozenMeasurement] = []
+
+
+class WriteBuffer:
+    """All buffered rows, per (db, measurement). Appends come from the WAL writer thread;
+    reads, freeze and release from any thread (one lock guards the structure; chunks are
+    immutable, so reads assemble outside the lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._m: dict[tuple[str, str], MeasurementBuffer] = {}
+        self.bytes = 0
+        self.rows = 0
+
+    def append(self, db: str, batch: Batch, seq: int, wal_file_no: int, *, merge: bool = True) -> None:
+        """Add a logged batch. merge=False (WAL replay) keeps one chunk per record so that
+        discard_through() is exact; call compact() afterwards."""
+        n = len(batch)
+        if n == 0:
+            return
+        with self._lock:
+            mb = self._m.get((db, batch.measurement))
+            if mb is None:
+                mb = self._m[(db, batch.measurement)] = MeasurementBuffer(batch.measurement)
+            local = np.asarray(batch.series_id, dtype=np.int64)
+            used = np.unique(local)  # register only series that have rows here
+            ids, series_bytes = mb.series.map_ids([batch.series[i] for i in used.tolist()])
+            remap = np.full(len(batch.series), -1, dtype=np.int32)
+            remap[used] = ids
+            sid = remap[local]
+            time = np.array(batch.time, dtype=np.int64, copy=True)
+            fields = dict(batch.fields)
+            chunk = Chunk(sid, time, fields, seq, seq, wal_file_no, _chunk_bytes(sid, time, fields))
+            mb.active.append(chunk)
+            self.bytes += chunk.nbytes + series_bytes
+            self.rows += n
+            if merge:
+                self._merge_tail(mb.active)
+
+    def discard_through(self, db: str, measurement: str, seq: int) -> None:
+        """Forget active chunks made only of records <= seq (replay of a `flushed` marker)."""
+        with self._lock:
+            mb = self._m.get((db, measurement))
+            if mb is None:
+                return
+            gone = [c for c in mb.active if c.seq_max <= seq]
+            mb.active = [c for c in mb.active if c.seq_max > seq]
+            self.bytes -= sum(c.nbytes for c in gone)
+            self.rows -= sum(c.rows for c in gone)
+
+    def compact(self) -> None:
+        """Merge each measurement's active chunks into one (after replay)."""
+        with self._lock:
+            for mb in self._m.values():
+                if len(mb.active) > 1:
+                    merged = concat_chunks(mb.active)
+                    self.bytes += merged.nbytes - sum(c.nbytes for c in mb.active)
+                    mb.active = [merged]
+
+    def _merge_tail(self, active: list[Chunk]) -> None:
+        """Keep chunk counts logarithmic: merge the last two while the newer is at least half
+        the older and the older is small (total copying O(n log n))."""
+        while len(active) >= 2 and active[-2].rows < MERGE_CAP_ROWS and 2 * active[-1].rows >= active[-2].rows:
+            a, b = active[-2], active[-1]
+            merged = concat_chunks([a, b])
+            active[-2:] = [merged]
+            self.bytes += merged.nbytes - a.nbytes - b.nbytes
+
+    def snapshot(self, db: str, measurement: str) -> tuple[list[Chunk], SeriesIndex, int] | None:
+        with self._lock:
+            mb = self._m.get((db, measurement))
+            if mb is None:
+                return None
+            chunks = [c for fz in mb.frozen for c in fz.chunks] + list(mb.active)
+            return chunks, mb.series, len(mb.series.tagsets)
+
+    def series(self, db: str, measurement: str) -> list[TagSet]:
+        snap = self.snapshot(db, measurement)
+        if snap is None:
+            return []
+        _chunks, index, n = snap
+        rank = index.rank(n)
+        order = np.argsort(rank, kind="stable")
+        return [index.tagsets[i] for i in order]
+
+    def measurements(self, db: str) -> list[str]:
+        with self._lock:
+            return sorted(m for d, m in self._m if d == db)
+
+    def drop_database(self, db: str) -> None:
+        with self._lock:
+            for key in [k for k in self._m if k[0] == db]:
+                self._forget(key)
+
+    def drop_measurement(self, db: str, measurement: str) -> None:
+        with self._lock:
+            if (db, measurement) in self._m:
+                self._forget((db, measurement))
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        mb = self._m.pop(key)
+        for c in mb.active:
+            self.bytes -= c.nbytes
+            self.rows -= c.rows
+        for fz in mb.frozen:
+            self.bytes -= fz.nbytes
+            self.rows -= sum(c.rows for c in fz.chunks)
+        self.bytes -= sum(_SERIES_OVERHEAD_BYTES + sum(len(k) + len(v) for k, v in t) for t in mb.series.tagsets)
+
+    def freeze(self, db: str, measurement: str) -> FrozenMeasurement | None:
+        """Hand out the measurement's current rows as an immutable snapshot; later appends go
+        to fresh chunks. Frozen rows stay readable until release()."""
+        with self._lock:
+            mb = self._m.get((db, measurement))
+            if mb is None or not mb.active:
+                return None
+            chunks = tuple(mb.active)
+            mb.active = []
+            fz = FrozenMeasurement(
+                db=db,
+                measurement=measurement,
+                chunks=chunks,
+                series=mb.series,
+                n_series=len(mb.series.tagsets),
+                seq_max=max(c.seq_max for c in chunks),
+                wal_file_min=min(c.wal_file_min for c in chunks),
+                nbytes=sum(c.nbytes for c in chunks),
+            )
+            mb.frozen.append(fz)
+            return fz
+
+    def release(self, frozen: FrozenMeasurement) -> None:
+        """Forget a frozen snapshot (its rows are durable elsewhere now)."""
+        with self._lock:
+            mb = self._m.get((frozen.db, frozen.measurement))
+            if mb is None or not any(f is frozen for f in mb.frozen):
+                return
+            mb.frozen = [f for f in mb.frozen if f is not frozen]
+            self.bytes -= frozen.nbytes
+            self.rows -= sum(c.rows for c in frozen.chunks)
+
+    def oldest_wal_file(self) -> int | None:
+        """Lowest WAL file number any buffered row came from (None: buffer empty)."""
+        with self._lock:
+            lows = [c.wal_file_min for mb in self._m.values() for c in mb.active]
+            lows += [fz.wal_file_min for mb in self._m.values() for fz in mb.frozen]
+        return min(lows) if lows else None
+
+    def chunk_count(self) -> int:
+        with self._lock:
+            return sum(len(mb.active) + sum(len(f.chunks) for f in mb.frozen) for mb in self._m.values())
+
+
+def empty_table(field_types: dict[str, FieldType], tag_keys: list[str], columns: list[str] | None = None) -> pa.Table:
+    tags = [k for k in sorted(tag_keys) if columns is None or k in columns]
+    fields = [f for f in sorted(field_types) if columns is None or f in columns]
+    names = [TIME_COLUMN, *tags, *fields]
+    types = [pa.timestamp("ns")] + [pa.string()] * len(tags) + [field_types[f].arrow_type for f in fields]
+    return pa.Table.from_arrays([pa.array([], type=t) for t in types], names=names)
+
+
+def assemble(
+    chunks: list[Chunk],
+    series: SeriesIndex,
+    n_series: int,
+    field_types: dict[str, FieldType],
+    tag_keys: list[str],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    columns: list[str] | None = None,
+    tag_filter: dict[str, set[str]] | None = None,
+) -> pa.Table:
+    """Reader-shaped table over chunks (in arrival order): filtered by time [start, end) and
+    tags, sorted by (series key, time), duplicate (series, time) merged so that per field the
+    newest non-null value wins. Vectorised: one stable lexsort + reduceat per field."""
+    tags = [k for k in sorted(tag_keys) if columns is None or k in columns]
+    fields = [f for f in sorted(field_types) if columns is None or f in columns]
+    allowed = series.matching(tag_filter, n_series) if tag_filter else None
+    sids: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    pieces: dict[str, list[pa.Array]] = {f: [] for f in fields}
+    for c in chunks:
+        mask = None
+        if start_ns is not None:
+            mask = c.time >= start_ns
+        if end_ns is not None:
+            mask = c.time < end_ns if mask is None else mask & (c.time < end_ns)
+        if allowed is not None:
+            in_series = allowed[c.series_id]
+            mask = in_series if mask is None else mask & in_series
+        idx = None
+        if mask is not None:
+            if not mask.any():
+                continue
+            if not mask.all():
+                idx = np.flatnonzero(mask)
+        sids.append(c.series_id if idx is None else c.series_id[idx])
+        times.append(c.time if idx is None else c.time[idx])
+        rows = c.rows if idx is None else len(idx)
+        for f in fields:
+            atype = field_types[f].arrow_type
+            arr = c.fields.get(f)
+            if arr is None:
+                pieces[f].append(pa.nulls(rows, atype))
+            else:
+                arr = _fit(arr, atype)
+                pieces[f].append(arr if idx is None else arr.take(pa.array(idx)))
+    if not sids:
+        return empty_table(field_types, tag_keys, columns)
+    sid = np.concatenate(sids)
+    time = np.concatenate(times)
+    key = series.rank(n_series)[sid]
+    order = np.lexsort((time, key))  # stable: equal (key, time) stay in arrival order
+    key_sorted = key[order]
+    time_sorted = time[order]
+    n = len(order)
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(key_sorted[1:], key_sorted[:-1], out=new_group[1:])
+    new_group[1:] |= time_sorted[1:] != time_sorted[:-1]
+    starts = np.flatnonzero(new_group)
+    has_duplicates = len(starts) < n
+    out_sid = sid[order[starts]]
+    arrays: list[pa.Array] = [pa.array(time_sorted[starts], type=pa.timestamp("ns"))]
+    sid_index = pa.array(out_sid, type=pa.int32())
+    for k in tags:
+        arrays.append(series.tag_column(k, n_series).take(sid_index))
+    order_index = pa.array(order, type=pa.int64())
+    for f in fields:
+        arr = pa.concat_arrays(pieces[f])
+        if not has_duplicates:
+            arrays.append(arr.take(order_index))
+            continue
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        pos = np.where(valid[order], np.arange(n, dtype=np.int64), -1)
+        last = np.maximum.reduceat(pos, starts)  # last valid row of each group (newest)
+        missing = last < 0
+        src = order[np.where(missing, 0, last)]
+        arrays.append(arr.take(pa.array(src, type=pa.int64(), mask=missing)))
+    return pa.Table.from_arrays(arrays, names=[TIME_COLUMN, *tags, *fields])
