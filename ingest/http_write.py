@@ -29,6 +29,7 @@ V3_PRECISIONS = {
     "nanosecond": "ns", "microsecond": "us", "millisecond": "ms", "second": "s",
     "ns": "ns", "us": "us", "ms": "ms", "s": "s",
 }
+GZIP_MAGIC = b"\x1f\x8b"
 ENGINE_KEY: web.AppKey[StorageEngine] = web.AppKey("storage_engine", StorageEngine)
 
 
@@ -51,9 +52,8 @@ class BadRequest(Exception):
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
+                        content_type="application/json", headers=headers)
 
 
 def _error(dialect: Dialect, status: int, message: str, code: str = "invalid", **extra: object) -> web.Response:
@@ -76,8 +76,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise BodyTooLarge()
         chunks.append(chunk)
     raw = b"".join(chunks)
-    if request.headers.get("Content-Encoding", "").lower() != "gzip":
-        return raw
+    if request.headers.get("Content-Encoding", "").lower() != "gzip" or not raw.startswith(GZIP_MAGIC):
+        return raw  # not gzip, or already inflated by aiohttp's payload parser (size was counted above)
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         body = inflater.decompress(raw, limit + 1)
@@ -151,7 +151,9 @@ async def _write(request: web.Request, dialect: Dialect, db: str, rp: str | None
         return web.Response(status=204)
 
     try:
-        future = engine.submit(db, list(result.batches.values()), rp=rp)
+        # submit() validates and encodes the batch: keep that CPU work off the event loop
+        future = await asyncio.get_running_loop().run_in_executor(
+            request.app[PARSE_POOL_KEY], lambda: engine.submit(db, list(result.batches.values()), rp=rp))
         outcome = await asyncio.wrap_future(future)
     except Overloaded as exc:
         retry = str(max(1, int(round(exc.retry_after))))
