@@ -1,0 +1,302 @@
+"""The directory of sealed segments: seq assignment, listing, pruned reads, quarantine, and
+deletion guarded by a callback (the sync ledger's is_acked)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from storage.fsio import (
+    CorruptFileError,
+    fsync_dir,
+    pack_blob,
+    quarantine,
+    unpack_blob,
+    write_atomic,
+)
+from storage.segment_format import (
+    SegmentCorrupt,
+    SegmentInfo,
+    read_segment,
+    read_segment_info,
+    time_array,
+    write_segment,
+)
+
+log = logging.getLogger("edgets.storage.segments")
+
+SEGMENTS_DIR = "segments"
+QUARANTINE_DIR = "quarantine"
+NEXT_SEQ_FILE = "next_seq"
+NEXT_SEQ_MAGIC = b"EDGTSSEQ"
+SEGMENT_NAME = re.compile(r"^(\d{16})-(-?\d+)-(-?\d+)\.seg$")
+_SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_READ_ATTEMPTS = 3
+
+
+def encode_dir_name(name: str) -> str:
+    """A database / measurement name as one safe path component (%XX for anything else)."""
+    return "".join(ch if ch in _SAFE_NAME_CHARS else "".join(f"%{b:02X}" for b in ch.encode())
+                   for ch in name) or "%"
+
+
+def segment_file_name(seq: int, min_time_ns: int, max_time_ns: int) -> str:
+    return f"{seq:016d}-{min_time_ns}-{max_time_ns}.seg"
+
+
+class SegmentStore:
+    """root/segments/<db>/<measurement>/<seq:016d>-<mintime>-<maxtime>.seg, plus root/next_seq.
+
+    Thread-safe: an in-memory index (seq -> SegmentInfo) guarded by a lock; files are immutable.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.segments_dir = self.root / SEGMENTS_DIR
+        self.quarantine_dir = self.root / QUARANTINE_DIR
+        self._lock = threading.RLock()
+        self._seal_lock = threading.Lock()
+        self._index: dict[int, SegmentInfo] = {}
+        self._replaced: set[int] = set()
+        self._next_seq = 1
+        self._guard: Callable[[SegmentInfo], bool] = lambda info: True
+        self._listeners: list[Callable[[SegmentInfo], None]] = []
+        self.quarantined = 0
+
+    # ------------------------------------------------------------ open / recovery
+
+    def open(self) -> list[str]:
+        """Scan the directory: remove .tmp leftovers, quarantine corrupt files, finish interrupted
+        compactions (inputs of a present merged segment are removed). Never raises."""
+        problems: list[str] = []
+        try:
+            self.segments_dir.mkdir(parents=True, exist_ok=True)
+            counter_tmp = self.root / (NEXT_SEQ_FILE + ".tmp")
+            if counter_tmp.exists():
+                problems.append(f"{counter_tmp}: removed unfinished seq counter update")
+                self._unlink(counter_tmp)
+            index: dict[int, SegmentInfo] = {}
+            max_seq = 0
+            for path in sorted(self.segments_dir.rglob("*")):
+                if not path.is_file():
+                    continue
+                if path.name.endswith(".tmp"):
+                    problems.append(f"{path}: removed unfinished temporary file")
+                    self._unlink(path)
+                    continue
+                m = SEGMENT_NAME.match(path.name)
+                if not m:
+                    continue
+                max_seq = max(max_seq, int(m.group(1)))
+                try:
+                    info = read_segment_info(path)
+                    if info.seq != int(m.group(1)):
+                        raise SegmentCorrupt(path, 0, f"footer seq {info.seq} != file name seq {m.group(1)}")
+                except (SegmentCorrupt, OSError) as exc:
+                    problems.append(self._quarantine(path, str(exc)))
+                    continue
+                if info.seq in index:
+                    problems.append(self._quarantine(path, f"duplicate seq {info.seq} (also {index[info.seq].path})"))
+                    continue
+                index[info.seq] = info
+            replaced = {s for info in index.values() for s in info.replaces}
+            for seq in sorted(replaced & index.keys()):
+                old = index.pop(seq)
+                problems.append(f"{old.path}: removed, replaced by a compacted segment")
+                self._unlink(old.path)
+            with self._lock:
+                self._index = index
+                self._replaced = set()
+                self._next_seq = max(max_seq + 1, self._load_next_seq(problems), 1)
+        except Exception as exc:  # noqa: BLE001 - open() reports, never raises
+            problems.append(f"{self.root}: segment store scan failed: {exc!r}")
+        for p in problems:
+            log.warning("segment store open: %s", p)
+        return problems
+
+    def _load_next_seq(self, problems: list[str]) -> int:
+        path = self.root / NEXT_SEQ_FILE
+        try:
+            _, payload = unpack_blob(path.read_bytes(), NEXT_SEQ_MAGIC, 1, path)
+            return int(struct.unpack("<Q", payload)[0])
+        except FileNotFoundError:
+            return 1
+        except (CorruptFileError, struct.error) as exc:
+            problems.append(f"{path}: unreadable seq counter, derived from files instead: {exc}")
+            return 1
+
+    def _store_next_seq(self, value: int) -> None:
+        write_atomic(self.root / NEXT_SEQ_FILE, pack_blob(NEXT_SEQ_MAGIC, 1, struct.pack("<Q", value)))
+
+    def _quarantine(self, path: Path, reason: str) -> str:
+        try:
+            target = quarantine(path, self.quarantine_dir, reason)
+            self.quarantined += 1
+            return f"{path}: quarantined to {target}: {reason}"
+        except OSError as exc:
+            return f"{path}: could not quarantine ({exc}): {reason}"
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        try:
+            path.unlink()
+            fsync_dir(path.parent)
+        except FileNotFoundError:
+            pass
+
+    # ------------------------------------------------------------ sealing
+
+    def directory_of(self, database: str, measurement: str) -> Path:
+        return self.segments_dir / encode_dir_name(database) / encode_dir_name(measurement)
+
+    def seal(self, database: str, measurement: str, table: pa.Table, *,
+             tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
+             precedence: int | None = None) -> SegmentInfo:
+        """Write `table` as a new durable segment with the next store-wide seq (its precedence
+        is that seq unless given: a merged segment keeps the highest precedence of its inputs)."""
+        with self._seal_lock:
+            with self._lock:
+                seq = self._next_seq
+                self._next_seq += 1
+            self._store_next_seq(seq + 1)  # durable before the seq is used: never reused
+            directory = self.directory_of(database, measurement)
+            if not directory.exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                fsync_dir(directory.parent)
+                fsync_dir(directory.parent.parent)
+            if table.num_rows == 0:
+                raise ValueError(f"refusing to seal an empty segment for {database}.{measurement}")
+            times = time_array(table)
+            final = directory / segment_file_name(seq, int(times.min()), int(times.max()))
+            info = write_segment(final, database=database, measurement=measurement, seq=seq,
+                                 table=table, tag_keys=tag_keys, replaces=replaces,
+                                 precedence=precedence)
+            with self._lock:
+                self._index[seq] = info
+                self._replaced.update(info.replaces)
+            for listener in list(self._listeners):
+                listener(info)
+        return info
+
+    def add_seal_listener(self, listener: Callable[[SegmentInfo], None]) -> None:
+        """Called (in the sealing thread) after every seal, e.g. to wake the sync sender."""
+        self._listeners.append(listener)
+
+    # ------------------------------------------------------------ listing
+
+    def _visible(self) -> list[SegmentInfo]:
+        with self._lock:
+            return [i for s, i in sorted(self._index.items()) if s not in self._replaced]
+
+    def segments(self, database: str | None = None, measurement: str | None = None) -> list[SegmentInfo]:
+        """Visible segments (hidden: those replaced by a present merged segment), in seq order."""
+        return [i for i in self._visible()
+                if (database is None or i.database == database)
+                and (measurement is None or i.measurement == measurement)]
+
+    def sealed_after(self, seq: int, limit: int) -> list[SegmentInfo]:
+        """Visible segments with seq > `seq`, in seq order, at most `limit`."""
+        return [i for i in self._visible() if i.seq > seq][:limit]
+
+    def get(self, seq: int) -> SegmentInfo | None:
+        with self._lock:
+            return self._index.get(seq)
+
+    def disk_bytes(self) -> int:
+        with self._lock:
+            return sum(i.size for i in self._index.values())
+
+    def databases(self) -> list[str]:
+        return sorted({i.database for i in self._visible()})
+
+    # ------------------------------------------------------------ reading
+
+    def read(self, database: str, measurement: str, *, start_ns: int | None = None,
+             end_ns: int | None = None, columns: list[str] | None = None,
+             tag_filter: dict[str, set[str]] | None = None) -> list[pa.Table]:
+        """One non-empty table per segment holding matching rows, in precedence order: on a
+        duplicate (series, time) a later table's non-null field value wins. Segments are pruned by the
+        time range in the index, then by the series dictionary in the footer (read_segment returns
+        before decoding any chunk when no series matches); a corrupt segment is quarantined,
+        logged and skipped."""
+        for attempt in range(_READ_ATTEMPTS):
+            tables: list[pa.Table] = []
+            vanished = False
+            for info in sorted(self.segments(database, measurement), key=lambda i: i.precedence):
+                if start_ns is not None and info.max_time_ns < start_ns:
+                    continue
+                if end_ns is not None and info.min_time_ns >= end_ns:
+                    continue
+                try:
+                    table = read_segment(info.path, columns=columns, start_ns=start_ns, end_ns=end_ns,
+                                         tag_filter=tag_filter)
+                except FileNotFoundError:
+                    vanished = True  # deleted by compaction/retention meanwhile: list again
+                    break
+                except SegmentCorrupt as exc:
+                    log.error("segment read failed, quarantining: %s", exc)
+                    self._drop_corrupt(info, str(exc))
+                    continue
+                if table.num_rows:
+                    tables.append(table)
+            if not vanished:
+                return tables
+            log.info("segment vanished during read of %s.%s (attempt %d), retrying",
+                     database, measurement, attempt + 1)
+        return tables
+
+    def _drop_corrupt(self, info: SegmentInfo, reason: str) -> None:
+        with self._lock:
+            if self._index.get(info.seq) is not info:
+                return
+            del self._index[info.seq]
+        if info.path.exists():
+            log.error("%s", self._quarantine(info.path, reason))
+
+    # ------------------------------------------------------------ deleting
+
+    def set_delete_guard(self, guard: Callable[[SegmentInfo], bool]) -> None:
+        """guard(info) -> True when the segment may be deleted (e.g. the sync ledger acked it)."""
+        self._guard = guard
+
+    def may_delete(self, info: SegmentInfo) -> bool:
+        return bool(self._guard(info))
+
+    def delete(self, info: SegmentInfo, reason: str, *, force: bool = False) -> bool:
+        """Remove a segment; False (nothing done) when the guard refuses and not `force`."""
+        if not force and not self._guard(info):
+            log.info("not deleting segment %d (%s): the delete guard refuses (not yet synced)",
+                     info.seq, reason)
+            return False
+        with self._lock:
+            self._index.pop(info.seq, None)
+        self._unlink(info.path)
+        with self._lock:
+            self._replaced.discard(info.seq)
+        log.info("deleted segment %d %s.%s (%d bytes): %s", info.seq, info.database,
+                 info.measurement, info.size, reason)
+        return True
+
+    def drop_measurement(self, database: str, measurement: str) -> int:
+        """DROP MEASUREMENT: remove all its segments (user intent: the guard is not asked)."""
+        return self._drop([i for i in self._all() if i.database == database and i.measurement == measurement],
+                          f"drop measurement {database}.{measurement}")
+
+    def drop_database(self, database: str) -> int:
+        """DROP DATABASE: remove all its segments (user intent: the guard is not asked)."""
+        return self._drop([i for i in self._all() if i.database == database], f"drop database {database}")
+
+    def _all(self) -> list[SegmentInfo]:
+        with self._lock:
+            return list(self._index.values())
+
+    def _drop(self, infos: list[SegmentInfo], reason: str) -> int:
+        for info in infos:
+            self.delete(info, reason, force=True)
+        return len(infos)
