@@ -1,0 +1,1507 @@
+"""InfluxQL planner/executor: statements -> source.read() pushdown -> DuckDB SQL -> Series.
+
+Owns InfluxDB 1.x query semantics (time ranges, buckets, fill, selectors, limits, SHOW/DDL).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from query import influxql_ast as ast
+from query.influxql_parser import parse_query
+from query.results import Series, go_duration, statement_result
+from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
+
+
+class TableSource(Protocol):
+    """What the executor reads from (the storage engine satisfies it)."""
+
+    def databases(self) -> list[str]: ...
+    def has_database(self, name: str) -> bool: ...
+    def measurements(self, db: str) -> list[str]: ...
+    def field_types(self, db: str, measurement: str) -> dict[str, FieldType]: ...
+    def tag_keys(self, db: str, measurement: str) -> list[str]: ...
+    def series(self, db: str, measurement: str) -> list[TagSet]: ...
+    def read(
+        self, db: str, measurement: str, *, start_ns: int | None = None, end_ns: int | None = None,
+        columns: list[str] | None = None, tag_filter: dict[str, set[str]] | None = None,
+    ) -> pa.Table: ...
+    def create_database(self, name: str) -> None: ...
+    def drop_database(self, name: str) -> None: ...
+    def drop_measurement(self, db: str, measurement: str) -> None: ...
+    def retention_policies(self, db: str) -> list[Any]: ...
+
+
+class QueryError(Exception):
+    """A statement-level error: reported as {"statement_id": i, "error": str(e)}."""
+
+
+SELECTORS = {"first", "last", "min", "max", "percentile", "sample", "top", "bottom"}
+SQL_AGGREGATES = {"count", "mean", "sum", "min", "max", "first", "last", "spread", "stddev", "median"}
+LIST_AGGREGATES = {"mode", "percentile", "distinct", "integral", "top", "bottom", "sample"}
+AGGREGATES = SQL_AGGREGATES | LIST_AGGREGATES
+MULTI_ROW = {"distinct", "top", "bottom", "sample"}
+TRANSFORMS = {
+    "derivative", "non_negative_derivative", "difference", "non_negative_difference",
+    "moving_average", "cumulative_sum", "elapsed",
+}
+MAX_BUCKETS = 1_000_000
+NUMERIC = (FieldType.FLOAT, FieldType.INTEGER, FieldType.UNSIGNED)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _parse_size(text: str) -> str:
+    return text.strip()
+
+
+# ---- time conditions ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class TimeRange:
+    min_ns: int | None = None  # inclusive
+    max_ns: int | None = None  # inclusive
+
+    def intersect(self, other: TimeRange) -> TimeRange:
+        lo = [v for v in (self.min_ns, other.min_ns) if v is not None]
+        hi = [v for v in (self.max_ns, other.max_ns) if v is not None]
+        return TimeRange(max(lo) if lo else None, min(hi) if hi else None)
+
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time_string(text: str) -> int:
+    """RFC3339(Nano) or InfluxQL date literals to ns since epoch."""
+    m = _RFC3339.match(text)
+    if m:
+        year, month, day, hour, minute, sec = (int(m.group(i)) for i in range(1, 7))
+        frac = int((m.group(7) or "").ljust(9, "0") or 0)
+        base = datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
+        ns = _datetime_ns(base) + frac
+        zone = m.group(8)
+        if zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            ns -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60) * 1_000_000_000
+        return ns
+    for fmt in _TIME_FORMATS:
+        try:
+            moment = datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return _datetime_ns(moment.replace(microsecond=0)) + moment.microsecond * 1000
+    raise QueryError("invalid operation: time and *influxql.StringLiteral are not compatible")
+
+
+def _datetime_ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _time_value(expr: ast.Expr, now_ns: int) -> int:
+    if isinstance(expr, ast.StringLiteral):
+        return parse_time_string(expr.value)
+    if isinstance(expr, ast.IntegerLiteral | ast.UnsignedLiteral):
+        return int(expr.value)
+    if isinstance(expr, ast.NumberLiteral):
+        return int(expr.value)
+    if isinstance(expr, ast.DurationLiteral):
+        return expr.ns
+    if isinstance(expr, ast.Call) and expr.name == "now":
+        return now_ns
+    if isinstance(expr, ast.ParenExpr):
+        return _time_value(expr.expr, now_ns)
+    if isinstance(expr, ast.BinaryExpr) and expr.op in ("+", "-"):
+        lhs, rhs = _time_value(expr.lhs, now_ns), _time_value(expr.rhs, now_ns)
+        return lhs + rhs if expr.op == "+" else lhs - rhs
+    raise QueryError(f"invalid time condition: {type(expr).__name__}")
+
+
+def _is_time_ref(expr: ast.Expr) -> bool:
+    return isinstance(expr, ast.VarRef) and expr.name.lower() == "time"
+
+
+def _mentions_time(expr: ast.Expr | None) -> bool:
+    if expr is None:
+        return False
+    if _is_time_ref(expr):
+        return True
+    if isinstance(expr, ast.BinaryExpr):
+        return _mentions_time(expr.lhs) or _mentions_time(expr.rhs)
+    if isinstance(expr, ast.ParenExpr):
+        return _mentions_time(expr.expr)
+    return False
+
+
+_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
+
+
+def split_condition(expr: ast.Expr | None, now_ns: int) -> tuple[TimeRange, ast.Expr | None]:
+    """Separate the time range (ANDed time comparisons) from the rest of a WHERE clause."""
+    if expr is None:
+        return TimeRange(), None
+    if isinstance(expr, ast.ParenExpr):
+        return split_condition(expr.expr, now_ns)
+    if isinstance(expr, ast.BinaryExpr):
+        if expr.op == "AND":
+            lr, lrest = split_condition(expr.lhs, now_ns)
+            rr, rrest = split_condition(expr.rhs, now_ns)
+            rest = lrest if rrest is None else rrest if lrest is None else ast.BinaryExpr("AND", lrest, rrest)
+            return lr.intersect(rr), rest
+        if expr.op == "OR" and _mentions_time(expr):
+            raise QueryError("invalid condition: time comparisons inside OR are not supported")
+        if expr.op in _FLIP and (_is_time_ref(expr.lhs) or _is_time_ref(expr.rhs)):
+            op = expr.op
+            other = expr.rhs
+            if _is_time_ref(expr.rhs):
+                op, other = _FLIP[op], expr.lhs
+            value = _time_value(other, now_ns)
+            if op == ">":
+                return TimeRange(value + 1, None), None
+            if op == ">=":
+                return TimeRange(value, None), None
+            if op == "<":
+                return TimeRange(None, value - 1), None
+            if op == "<=":
+                return TimeRange(None, value), None
+            return TimeRange(value, value), None
+        if _mentions_time(expr):
+            raise QueryError(f"invalid time comparison operator: {expr.op}")
+    return TimeRange(), expr
+
+
+# ---- measurement data (real or from a subquery) -----------------------------------------------
+@dataclass(slots=True)
+class MeasurementData:
+    name: str
+    field_types: dict[str, FieldType]
+    tag_keys: list[str]
+    reader: Callable[[int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table]
+
+
+@dataclass(slots=True)
+class _OuterContext:
+    """What an outer query hands down to its subquery."""
+
+    time_range: TimeRange
+    interval: int
+    offset: int
+    tags: list[str]
+    slimit: int
+    soffset: int
+
+
+def _dimension_tag_names(dimensions: list[ast.Dimension]) -> list[str]:
+    return [d.expr.name for d in dimensions if isinstance(d.expr, ast.VarRef)]
+
+
+# ---- evaluation helpers ------------------------------------------------------------------------
+@dataclass(slots=True)
+class AggSpec:
+    name: str
+    field: str
+    args: tuple[Any, ...] = ()
+    distinct: bool = False
+    aux: tuple[str, ...] = ()  # extra columns read from the selected point (single selector)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.name, self.field, self.args, self.distinct)
+
+
+@dataclass(slots=True)
+class OutputColumn:
+    name: str
+    expr: ast.Expr
+    aliased: bool = False
+
+
+@dataclass(slots=True)
+class _Group:
+    tags: tuple[str, ...]
+    # bucket start -> {agg key: value}; selectors also store (value, time)
+    buckets: dict[int, dict[tuple[Any, ...], Any]] = field(default_factory=dict)
+
+
+class QueryExecutor:
+    """Runs InfluxQL text against a TableSource; one DuckDB connection, serialised by a lock."""
+
+    def __init__(
+        self, source: TableSource, *, now_ns: Callable[[], int] = time.time_ns,
+        max_memory: str = "1GB", timeout_s: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.now_ns = now_ns
+        self.timeout_s = timeout_s
+        self._con = duckdb.connect(config={"memory_limit": _parse_size(max_memory), "threads": 1})
+        self._lock = threading.Lock()
+        self._table_seq = 0
+
+    def close(self) -> None:
+        self._con.close()
+
+    # ---- entry point ----------------------------------------------------------------------
+    def execute(
+        self, text: str, db: str | None, params: dict[str, Any] | None = None,
+        epoch: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One InfluxDB result object per statement; parse errors raise InfluxQLParseError."""
+        statements = parse_query(text, params)
+        now = self.now_ns()
+        results: list[dict[str, Any]] = []
+        for statement_id, stmt in enumerate(statements):
+            try:
+                with self._lock:
+                    series = self._run(stmt, db, now)
+                results.append(statement_result(statement_id, series, epoch))
+            except QueryError as exc:
+                results.append({"statement_id": statement_id, "error": str(exc)})
+            except duckdb.InterruptException:
+                results.append({"statement_id": statement_id, "error": "query timeout"})
+            except duckdb.Error as exc:
+                results.append({"statement_id": statement_id, "error": f"query engine error: {exc}"})
+        return results
+
+    def _run(self, stmt: ast.Statement, db: str | None, now: int) -> list[Series]:
+        if isinstance(stmt, ast.SelectStatement):
+            return self._select(stmt, db, now)
+        if isinstance(stmt, ast.ShowDatabasesStatement):
+            return [Series("databases", ["name"], [[d] for d in self.source.databases()])]
+        if isinstance(stmt, ast.CreateDatabaseStatement):
+            self.source.create_database(stmt.name)
+            return []
+        if isinstance(stmt, ast.DropDatabaseStatement):
+            if self.source.has_database(stmt.name):
+                self.source.drop_database(stmt.name)
+            return []
+        if isinstance(stmt, ast.ShowRetentionPoliciesStatement):
+            return self._show_retention_policies(stmt.database or db)
+        if isinstance(stmt, ast.CreateRetentionPolicyStatement | ast.AlterRetentionPolicyStatement
+                      | ast.DropRetentionPolicyStatement):
+            return self._retention_ddl(stmt)
+        if isinstance(stmt, ast.DropMeasurementStatement):
+            database = self._require_db(db)
+            self.source.drop_measurement(database, stmt.name)
+            return []
+        if isinstance(stmt, ast.DeleteStatement):
+            return self._delete(stmt, self._require_db(db), now)
+        if isinstance(stmt, ast.ShowMeasurementsStatement):
+            return self._show_measurements(stmt, self._require_db(stmt.database or db))
+        if isinstance(stmt, ast.ShowTagKeysStatement):
+            return self._show_tag_keys(stmt, self._require_db(stmt.database or db))
+        if isinstance(stmt, ast.ShowTagValuesStatement):
+            return self._show_tag_values(stmt, self._require_db(stmt.database or db))
+        if isinstance(stmt, ast.ShowFieldKeysStatement):
+            return self._show_field_keys(stmt, self._require_db(stmt.database or db))
+        if isinstance(stmt, ast.ShowSeriesStatement):
+            return self._show_series(stmt, self._require_db(stmt.database or db))
+        raise QueryError(f"unsupported statement {type(stmt).__name__}")
+
+    def _require_db(self, db: str | None) -> str:
+        if not db:
+            raise QueryError("database name required")
+        if not self.source.has_database(db):
+            raise QueryError(f"database not found: {db}")
+        return db
+
+    # ---- SHOW / DDL --------------------------------------------------------------------------
+    def _show_retention_policies(self, db: str | None) -> list[Series]:
+        if not db:
+            raise QueryError("database name required")
+        if not self.source.has_database(db):
+            raise QueryError(f"database not found: {db}")
+        rows = [
+            [rp.name, go_duration(rp.duration_ns), go_duration(rp.shard_group_duration_ns),
+             rp.replication, bool(rp.default)]
+            for rp in self.source.retention_policies(db)
+        ]
+        return [Series(None, ["name", "duration", "shardGroupDuration", "replicaN", "default"], rows)]
+
+    def _retention_ddl(self, stmt: ast.Statement) -> list[Series]:
+        method = {
+            ast.CreateRetentionPolicyStatement: "create_retention_policy",
+            ast.AlterRetentionPolicyStatement: "alter_retention_policy",
+            ast.DropRetentionPolicyStatement: "drop_retention_policy",
+        }[type(stmt)]
+        target = getattr(self.source, method, None)
+        database = stmt.database  # type: ignore[union-attr]
+        if not self.source.has_database(database):
+            raise QueryError(f"database not found: {database}")
+        if target is None:
+            raise QueryError(f"retention policy management is not supported by this store ({method})")
+        target(stmt)
+        return []
+
+    def _delete(self, stmt: ast.DeleteStatement, db: str, now: int) -> list[Series]:
+        delete = getattr(self.source, "delete", None)
+        if delete is None:
+            raise QueryError("DELETE is not supported by this store")
+        trange, rest = split_condition(stmt.condition, now)
+        names = self._resolve_names(db, stmt.sources) if stmt.sources else self.source.measurements(db)
+        for name in names:
+            tag_filter = _tag_filter(rest, set(self.source.tag_keys(db, name)))
+            delete(db, name, start_ns=trange.min_ns,
+                   end_ns=None if trange.max_ns is None else trange.max_ns + 1, tag_filter=tag_filter)
+        return []
+
+    def _resolve_names(self, db: str, sources: Iterable[ast.Source]) -> list[str]:
+        names: list[str] = []
+        existing = self.source.measurements(db)
+        for src in sources:
+            if isinstance(src, ast.SubQuery):
+                raise QueryError("subqueries are only supported in SELECT")
+            if src.regex is not None:
+                pattern = src.regex.compiled()
+                names.extend(m for m in existing if pattern.search(m))
+            elif src.name in existing:
+                names.append(src.name)
+        return sorted(set(names))
+
+    def _filtered_series(self, db: str, name: str, condition: ast.Expr | None) -> list[TagSet]:
+        tag_sets = self.source.series(db, name)
+        if condition is None:
+            return tag_sets
+        return [ts for ts in tag_sets if _eval_tag_condition(condition, dict(ts))]
+
+    def _show_measurements(self, stmt: ast.ShowMeasurementsStatement, db: str) -> list[Series]:
+        names = self.source.measurements(db)
+        if stmt.source is not None:
+            if stmt.source.regex is not None:
+                pattern = stmt.source.regex.compiled()
+                names = [n for n in names if pattern.search(n)]
+            else:
+                names = [n for n in names if n == stmt.source.name]
+        if stmt.condition is not None:
+            names = [n for n in names if self._filtered_series(db, n, stmt.condition)]
+        names = _limit(sorted(names), stmt.limit, stmt.offset)
+        return [Series("measurements", ["name"], [[n] for n in names])] if names else []
+
+    def _show_tag_keys(self, stmt: ast.ShowTagKeysStatement, db: str) -> list[Series]:
+        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+        out: list[Series] = []
+        for name in names:
+            if stmt.condition is not None:
+                keys = sorted({k for ts in self._filtered_series(db, name, stmt.condition) for k, _ in ts})
+            else:
+                keys = sorted(self.source.tag_keys(db, name))
+            keys = _limit(keys, stmt.limit, stmt.offset)
+            if keys:
+                out.append(Series(name, ["tagKey"], [[k] for k in keys]))
+        return _limit(out, stmt.slimit, stmt.soffset)
+
+    def _show_tag_values(self, stmt: ast.ShowTagValuesStatement, db: str) -> list[Series]:
+        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+        out: list[Series] = []
+        for name in names:
+            keys = self.source.tag_keys(db, name)
+            key_expr = stmt.key_expr
+            if stmt.op == "IN" and isinstance(key_expr, ast.ListLiteral):
+                wanted = [k for k in keys if k in key_expr.values]
+            elif stmt.op in ("=", "!=") and isinstance(key_expr, ast.StringLiteral):
+                wanted = [k for k in keys if (k == key_expr.value) == (stmt.op == "=")]
+            elif isinstance(key_expr, ast.RegexLiteral):
+                pattern = key_expr.compiled()
+                wanted = [k for k in keys if bool(pattern.search(k)) == (stmt.op == "=~")]
+            else:
+                wanted = []
+            pairs: set[tuple[str, str]] = set()
+            for ts in self._filtered_series(db, name, stmt.condition):
+                for k, v in ts:
+                    if k in wanted:
+                        pairs.add((k, v))
+            rows = _limit([[k, v] for k, v in sorted(pairs)], stmt.limit, stmt.offset)
+            if rows:
+                out.append(Series(name, ["key", "value"], rows))
+        return out
+
+    def _show_field_keys(self, stmt: ast.ShowFieldKeysStatement, db: str) -> list[Series]:
+        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+        out: list[Series] = []
+        for name in names:
+            types = self.source.field_types(db, name)
+            rows = _limit([[f, types[f].influx_name] for f in sorted(types)], stmt.limit, stmt.offset)
+            if rows:
+                out.append(Series(name, ["fieldKey", "fieldType"], rows))
+        return out
+
+    def _show_series(self, stmt: ast.ShowSeriesStatement, db: str) -> list[Series]:
+        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+        keys: list[str] = []
+        for name in names:
+            keys.extend(series_key(name, ts) for ts in self._filtered_series(db, name, stmt.condition))
+        keys = _limit(sorted(keys), stmt.limit, stmt.offset)
+        return [Series(None, ["key"], [[k] for k in keys])] if keys else []
+
+    # ---- SELECT -----------------------------------------------------------------------------
+    def _select(self, stmt: ast.SelectStatement, db: str | None, now: int,
+                outer: _OuterContext | None = None) -> list[Series]:
+        if stmt.into is not None:
+            raise QueryError("SELECT INTO is not supported by edgets")
+        trange, rest = split_condition(stmt.condition, now)
+        interval, offset = _group_by_time(stmt.dimensions)
+        if outer is not None:
+            # InfluxDB subquery rules: outer time range narrows the inner one, an inner query
+            # without GROUP BY time inherits the outer interval, outer tags are added to the
+            # inner grouping, and fill(null) becomes fill(none) for inner aggregates.
+            trange = trange.intersect(outer.time_range)
+            if not interval and outer.interval:
+                interval, offset = outer.interval, outer.offset
+            extra = [ast.Dimension(ast.VarRef(t)) for t in outer.tags]
+            stmt = ast.SelectStatement(
+                fields=stmt.fields, sources=stmt.sources, condition=stmt.condition,
+                dimensions=[*stmt.dimensions, *extra], fill="none" if stmt.fill == "null" else stmt.fill,
+                fill_value=stmt.fill_value, sort_fields=stmt.sort_fields, limit=stmt.limit,
+                offset=stmt.offset, slimit=stmt.slimit + outer.slimit, soffset=stmt.soffset + outer.soffset,
+                tz=stmt.tz,
+            )
+            if interval and not any(isinstance(d.expr, ast.Call) and d.expr.name == "time"
+                                    for d in stmt.dimensions):
+                stmt.dimensions.append(ast.Dimension(ast.Call("time", [ast.DurationLiteral(interval),
+                                                                       ast.DurationLiteral(offset)])))
+        datas: list[MeasurementData] = []
+        for src in stmt.sources:
+            if isinstance(src, ast.SubQuery):
+                context = _OuterContext(trange, interval, offset,
+                                        [t for t in _dimension_tag_names(stmt.dimensions)],
+                                        stmt.slimit, stmt.soffset)
+                datas.append(self._subquery_data(src.statement, db, now, context))
+                continue
+            database = src.database or db
+            if not database:
+                raise QueryError("database name required")
+            if not self.source.has_database(database):
+                raise QueryError(f"database not found: {database}")
+            for name in self._resolve_names(database, [src]):
+                datas.append(self._measurement_data(database, name))
+        # wildcards expand over the union of all sources' fields and tags (as InfluxDB)
+        union_types: dict[str, FieldType] = {}
+        union_tags: set[str] = set()
+        for data in datas:
+            for name, ftype in data.field_types.items():
+                union_types.setdefault(name, ftype)
+            union_tags.update(data.tag_keys)
+        expansion = MeasurementData("", union_types, sorted(union_tags), datas[0].reader) if datas else None
+        out: list[Series] = []
+        for data in datas:
+            out.extend(self._select_measurement(stmt, data, trange, rest, interval, offset, now, expansion))
+        out.sort(key=lambda s: (s.name or "", sorted((s.tags or {}).items())))
+        if stmt.soffset and not stmt.slimit:
+            return []  # InfluxDB 1.6.7 returns no series for SOFFSET without SLIMIT
+        out = _limit(out, stmt.slimit, stmt.soffset)
+        if stmt.sort_fields and not stmt.sort_fields[0].ascending:
+            out.reverse()  # InfluxDB emits series in descending order too
+        return out
+
+    def _measurement_data(self, db: str, name: str) -> MeasurementData:
+        def reader(start: int | None, end: int | None, columns: list[str],
+                   tag_filter: dict[str, set[str]] | None) -> pa.Table:
+            return self.source.read(db, name, start_ns=start, end_ns=end, columns=columns,
+                                    tag_filter=tag_filter or None)
+
+        return MeasurementData(name, self.source.field_types(db, name),
+                               sorted(self.source.tag_keys(db, name)), reader)
+
+    def _subquery_data(self, inner: ast.SelectStatement, db: str | None, now: int,
+                       outer: _OuterContext) -> MeasurementData:
+        series = self._select(inner, db, now, outer)
+        tag_keys = sorted({k for s in series for k in (s.tags or {})})
+        columns: dict[str, list[Any]] = {"time": []}
+        value_columns: list[str] = []
+        for s in series:
+            for col in s.columns[1:]:
+                if col not in value_columns:
+                    value_columns.append(col)
+        for key in tag_keys:
+            columns[key] = []
+        for col in value_columns:
+            columns[col] = []
+        for s in series:
+            idx = {c: i for i, c in enumerate(s.columns)}
+            for row in s.values:
+                columns["time"].append(row[0])
+                for key in tag_keys:
+                    columns[key].append((s.tags or {}).get(key))
+                for col in value_columns:
+                    columns[col].append(row[idx[col]] if col in idx else None)
+        arrays: dict[str, pa.Array] = {"time": pa.array(columns["time"], type=pa.int64())}
+        types: dict[str, FieldType] = {}
+        for key in tag_keys:
+            arrays[key] = pa.array(columns[key], type=pa.string())
+        for col in value_columns:
+            arr = pa.array(columns[col])
+            if pa.types.is_null(arr.type):
+                arr = arr.cast(pa.float64())
+            arrays[col] = arr
+            types[col] = FieldType.from_arrow(arr.type)
+        table = pa.table(arrays)
+        name = series[0].name if series else ""
+
+        def reader(start: int | None, end: int | None, cols: list[str],
+                   tag_filter: dict[str, set[str]] | None) -> pa.Table:
+            return table
+
+        return MeasurementData(name or "", types, tag_keys, reader)
+
+    def _select_measurement(
+        self, stmt: ast.SelectStatement, data: MeasurementData, trange: TimeRange,
+        rest: ast.Expr | None, interval: int, offset: int, now: int,
+        expansion: MeasurementData | None = None,
+    ) -> list[Series]:
+        group_tags = _group_tags(stmt.dimensions, data.tag_keys)
+        columns = _expand_fields(stmt.fields, expansion or data, group_tags)
+        if not columns:
+            return []
+        is_raw = not any(ast._contains_call(c.expr) for c in columns)
+        if interval and is_raw:
+            raise QueryError("GROUP BY requires at least one aggregate function")
+        min_ns = trange.min_ns if trange.min_ns is not None else MIN_TIME_NS
+        if trange.max_ns is not None:
+            max_ns = trange.max_ns
+        else:
+            max_ns = now if interval else MAX_TIME_NS
+        if min_ns > max_ns:
+            return []
+        needed = set()
+        for col in columns:
+            needed |= _var_names(col.expr)
+        needed |= _var_names(rest) if rest is not None else set()
+        needed |= set(group_tags)
+        if is_raw:
+            needed |= set(data.tag_keys)  # tie-breakers for rows at equal times
+        read_cols = sorted(n for n in needed if n in data.field_types or n in data.tag_keys)
+        tag_filter = _tag_filter(rest, set(data.tag_keys))
+        table = data.reader(min_ns, max_ns + 1 if max_ns < MAX_TIME_NS else None, read_cols, tag_filter)
+        table = _normalise_table(table, data, read_cols, min_ns, max_ns)
+        if table.num_rows == 0:
+            return []
+        self._table_seq += 1
+        view = f"src_{self._table_seq}"
+        self._con.register(view, table)
+        timer = threading.Timer(self.timeout_s, self._con.interrupt)
+        timer.start()
+        try:
+            ctx = _SqlContext(data.field_types, set(data.tag_keys))
+            where = ctx.condition(rest) if rest is not None else "TRUE"
+            if is_raw:
+                return self._raw(stmt, data, view, columns, group_tags, where, ctx)
+            return self._aggregate(stmt, data, view, columns, group_tags, where, ctx, interval,
+                                   offset, min_ns if trange.min_ns is not None else None, max_ns)
+        finally:
+            timer.cancel()
+            self._con.unregister(view)
+
+    # ---- raw ----------------------------------------------------------------------------------
+    def _raw(self, stmt: ast.SelectStatement, data: MeasurementData, view: str,
+             columns: list[OutputColumn], group_tags: list[str], where: str,
+             ctx: _SqlContext) -> list[Series]:
+        select = ['"time" AS __t'] + [f"{_tag_sql(t, data)} AS __g{i}" for i, t in enumerate(group_tags)]
+        field_cols: list[str] = []
+        for i, col in enumerate(columns):
+            select.append(f"{ctx.value(col.expr)} AS __c{i}")
+            if _var_names(col.expr) & set(data.field_types):
+                field_cols.append(f"__c{i}")
+        if not field_cols:
+            return []  # InfluxDB returns no rows when no selected column is a field
+        # hidden tie-breakers so rows at equal times come out in series-key order
+        tie_tags = [t for t in data.tag_keys if t not in group_tags]
+        select.extend(f"COALESCE({_q(t)}, '') AS __k{i}" for i, t in enumerate(tie_tags))
+        desc = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
+        order = " DESC" if desc else ""
+        groups = [f"__g{i}" for i in range(len(group_tags))]
+        inner = f"SELECT {', '.join(select)} FROM {view} WHERE {where}"
+        keep = " OR ".join(f"{c} IS NOT NULL" for c in field_cols) or "FALSE"
+        sql = f"SELECT * FROM ({inner}) WHERE ({keep})"
+        time_order = ", ".join([f"__t{order}", *[f"__k{i}{order}" for i in range(len(tie_tags))]])
+        if stmt.limit:
+            # narrow pre-pass: each group's k-th time, so only rows beyond it are projected/ranked
+            k = stmt.offset + stmt.limit
+            pick, bound, cmp = ("max", "list_min", ">=") if desc else ("min", "list_max", "<=")
+            fields = sorted(set().union(*(_var_names(c.expr) for c in columns)) & set(data.field_types))
+            present = " OR ".join(f"{_q(f)} IS NOT NULL" for f in fields)
+            gexprs = [_tag_sql(t, data) for t in group_tags]
+            gsel = "".join(f"{g} AS __cg{i}, " for i, g in enumerate(gexprs))
+            group_by = f" GROUP BY {', '.join(gexprs)}" if gexprs else ""
+            cut = f"SELECT {gsel}{bound}({pick}(\"time\", {k})) AS __cut FROM {view} WHERE ({where}) AND ({present}){group_by}"
+            join = " AND ".join(f"{g} IS NOT DISTINCT FROM __c.__cg{i}" for i, g in enumerate(gexprs)) or "TRUE"
+            inner = (f"SELECT {', '.join(select)} FROM {view} JOIN ({cut}) AS __c ON {join} "
+                     f"WHERE ({where}) AND \"time\" {cmp} __c.__cut")
+            sql = f"SELECT * FROM ({inner}) WHERE ({keep})"
+        if stmt.limit or stmt.offset:
+            part = f"PARTITION BY {', '.join(groups)} " if groups else ""
+            rank = f"row_number() OVER ({part}ORDER BY {time_order})"
+            hi = f" AND {rank} <= {stmt.offset + stmt.limit}" if stmt.limit else ""
+            sql += f" QUALIFY {rank} >= {stmt.offset + 1}{hi}"
+        sql += " ORDER BY " + ", ".join([*groups, time_order])
+        rows = self._con.execute(sql).fetchall()
+        names = _column_names(columns)
+        by_group: dict[tuple[str, ...], list[list[Any]]] = {}
+        ng = len(group_tags)
+        value_end = 1 + ng + len(columns)
+        for row in rows:
+            key = tuple("" if v is None else v for v in row[1 : 1 + ng])
+            by_group.setdefault(key, []).append([row[0], *[_json_value(v) for v in row[1 + ng : value_end]]])
+        out = []
+        for key, values in by_group.items():
+            tags = dict(zip(group_tags, key, strict=True)) if group_tags else None
+            out.append(Series(data.name, ["time", *names], values, tags, stmt.tz))
+        return out
+
+    # ---- aggregates ---------------------------------------------------------------------------
+    def _aggregate(self, stmt: ast.SelectStatement, data: MeasurementData, view: str,
+                   columns: list[OutputColumn], group_tags: list[str], where: str,
+                   ctx: _SqlContext, interval: int, offset: int, lower: int | None,
+                   max_ns: int) -> list[Series]:
+        specs: dict[tuple[Any, ...], AggSpec] = {}
+        calls = 0
+        aux = [c.expr.name for c in columns if isinstance(c.expr, ast.VarRef)]
+        call_columns = [c for c in columns if not isinstance(c.expr, ast.VarRef)]
+        for col in call_columns:
+            _check_no_raw_mix(col.expr)
+            calls += _collect_specs(col.expr, specs, data.field_types, interval)
+        only = next(iter(specs.values())) if len(specs) == 1 else None
+        if aux:
+            if calls == 1 and only is not None and only.name in SELECTORS:
+                only.aux = tuple(aux)
+            elif calls > 1 and all(s.name in SELECTORS for s in specs.values()):
+                raise QueryError("mixing multiple selector functions with tags or fields is not supported")
+            else:
+                raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+        if stmt.tz and interval:
+            offset = (offset - _tz_offset_ns(stmt.tz, lower if lower is not None else max_ns)) % interval
+        multi = [s for s in specs.values() if s.name in MULTI_ROW or s.name == "raw"]
+        if multi and len(call_columns) > 1:
+            raise QueryError(f"selector function {multi[0].name}() cannot be combined with other functions")
+        point_time = not interval and calls == 1 and only is not None and only.name in SELECTORS
+        aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
+        bucket_sql = (
+            f'(("time" - {offset}) - ((("time" - {offset}) % {interval}) + {interval}) % {interval} + {offset})'
+            if interval else "0"
+        )
+        select = [f"{_tag_sql(t, data)} AS __g{i}" for i, t in enumerate(group_tags)] + [f"{bucket_sql} AS __b"]
+        spec_list = list(specs.values())
+        for i, spec in enumerate(spec_list):
+            select.append(f"{_agg_sql(spec, data.field_types, point_time or bool(aux), aux_sql)} AS __a{i}")
+        for i, spec in enumerate(spec_list):  # did the bucket hold any value of this field?
+            present_sql = f"count({_q(spec.field)})" if spec.field in data.field_types else "0"
+            select.append(f"{present_sql} AS __p{i}")
+        ng = len(group_tags)
+        group_by = ", ".join([f"__g{i}" for i in range(ng)] + ["__b"])
+        sql = f"SELECT {', '.join(select)} FROM {view} WHERE {where} GROUP BY {group_by}"
+        groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
+        first_time: int | None = None
+        limited = False
+        for row in self._con.execute(sql).fetchall():
+            key = tuple("" if v is None else v for v in row[:ng])
+            groups.setdefault(key, {})[row[ng]] = list(row[ng + 1 :])
+        if interval:
+            present = [b for g in groups.values() for b in g]
+            if not present:
+                return []
+            if stmt.fill == "none":
+                buckets = sorted(set(present))
+            else:
+                start = _window(lower, interval, offset) if lower is not None else min(present)
+                end = _window(max_ns, interval, offset)
+                bucket_range = range(start, end + 1, interval)
+                plain = not multi and not any(_has_transform(c.expr) for c in columns)
+                if stmt.limit and plain and stmt.fill in ("null", "number"):
+                    # LIMIT/OFFSET pick buckets directly: no need to materialise the whole range
+                    desc = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
+                    ordered = bucket_range[::-1] if desc else bucket_range
+                    bucket_range = range(0)
+                    buckets = sorted(ordered[stmt.offset : stmt.offset + stmt.limit])
+                    limited = True
+                if len(bucket_range) > MAX_BUCKETS:
+                    raise QueryError(f"max-select-buckets limit exceeded: ({len(bucket_range)}/{MAX_BUCKETS})")
+                if not limited:
+                    buckets = list(bucket_range)
+        else:
+            buckets = [0]
+            first_time = lower if lower is not None else 0
+        names = _column_names(columns)
+        out: list[Series] = []
+        for key in sorted(groups):
+            per_bucket = groups[key]
+            rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
+                                    point_time, first_time, data.field_types)
+            if stmt.sort_fields and not stmt.sort_fields[0].ascending:
+                rows.reverse()
+            if not limited:
+                rows = _limit(rows, stmt.limit, stmt.offset)
+            if not rows:
+                continue
+            tags = dict(zip(group_tags, key, strict=True)) if group_tags else None
+            out.append(Series(data.name, ["time", *names], rows, tags, stmt.tz))
+        return out
+
+    def _group_rows(self, stmt: ast.SelectStatement, columns: list[OutputColumn],
+                    specs: list[AggSpec], per_bucket: dict[int, list[Any]], buckets: list[int],
+                    interval: int, point_time: bool, first_time: int | None,
+                    types: dict[str, FieldType]) -> list[list[Any]]:
+        # finish each aggregate per bucket: value and (for selectors) the point's time
+        finished: list[dict[int, tuple[Any, int | None, list[Any]]]] = []
+        for i, spec in enumerate(specs):
+            values: dict[int, tuple[Any, int | None, list[Any]]] = {}
+            for bucket, raw in per_bucket.items():
+                values[bucket] = _finish(spec, raw[i], types)
+            finished.append(values)
+        multi = [i for i, s in enumerate(specs) if s.name in MULTI_ROW or s.name == "raw"]
+        if multi:
+            idx = multi[0]
+            rows: list[list[Any]] = []
+            spec = specs[idx]
+            for bucket in sorted(per_bucket):
+                value = finished[idx][bucket][0]
+                points = value if isinstance(value, list) else []
+                for t, v, aux_values in points:
+                    env: dict[tuple[Any, ...], Any] = {spec.key: v}
+                    env.update({("aux", n): a for n, a in zip(spec.aux, aux_values, strict=True)})
+                    row_time = t if t is not None else bucket if interval else first_time
+                    rows.append([row_time, *[_eval_output(c.expr, env) for c in columns]])
+            col = columns[0]
+            if isinstance(col.expr, ast.Call) and col.expr.name in TRANSFORMS:
+                return _apply_transform(col.expr, rows, interval)
+            return rows
+        # plain aggregates: fill over the bucket range
+        rows = []
+        fill = stmt.fill
+        fill_value = stmt.fill_value
+        series_values: list[list[Any]] = []
+        nspec = len(specs)
+        presence: list[list[bool]] = []
+        for bucket in buckets:
+            vals = []
+            present = []
+            raw = per_bucket.get(bucket)
+            for i in range(nspec):
+                got = finished[i].get(bucket)
+                vals.append(None if got is None else got[0])
+                present.append(raw is not None and bool(raw[nspec + i]))
+            series_values.append(vals)
+            presence.append(present)
+        keep = [any(p) for p in presence]
+        if not any(keep):
+            return []
+        for i, spec in enumerate(specs):
+            # fill only replaces buckets without values of this field (a present null stays null)
+            column = [vals[i] for vals in series_values]
+            missing = [not p[i] for p in presence]
+            if fill == "number" or (spec.name == "count" and fill == "null"):
+                value = 0 if fill == "null" else fill_value
+                column = [value if gap else v for v, gap in zip(column, missing, strict=True)]
+            elif fill == "previous":
+                prev = None
+                for j, v in enumerate(column):
+                    if missing[j]:
+                        column[j] = prev
+                    else:
+                        prev = v
+            elif fill == "linear":
+                column = _linear_fill(buckets, [None if gap else v for v, gap in zip(column, missing, strict=True)])
+            for j, v in enumerate(column):
+                series_values[j][i] = v
+        for j, bucket in enumerate(buckets):
+            if fill == "none" and not keep[j]:
+                continue
+            if interval:
+                t = bucket
+            elif point_time and 0 in finished[0] and finished[0][0][1] is not None:
+                t = finished[0][0][1]
+            else:
+                t = first_time or 0
+            env = {specs[i].key: series_values[j][i] for i in range(len(specs))}
+            if specs and specs[0].aux:
+                got = finished[0].get(bucket)
+                aux_values = got[2] if got is not None else [None] * len(specs[0].aux)
+                env.update({("aux", n): a for n, a in zip(specs[0].aux, aux_values, strict=True)})
+            rows.append([t, *[_eval_output(c.expr, env) for c in columns]])
+        transforms = [c for c in columns if isinstance(c.expr, ast.Call) and c.expr.name in TRANSFORMS]
+        if transforms:
+            if len(columns) > 1:
+                per_col = [_apply_transform(c.expr, [[r[0], r[1 + k]] for r in rows], interval)
+                           for k, c in enumerate(columns)]
+                merged: dict[int, list[Any]] = {}
+                for k, col_rows in enumerate(per_col):
+                    for t, v in col_rows:
+                        merged.setdefault(t, [None] * len(columns))[k] = v
+                return [[t, *merged[t]] for t in sorted(merged)]
+            return _apply_transform(columns[0].expr, rows, interval)
+        return rows
+
+
+# ---- SQL translation --------------------------------------------------------------------------
+class _SqlContext:
+    def __init__(self, field_types: dict[str, FieldType], tag_keys: set[str]) -> None:
+        self.field_types = field_types
+        self.tag_keys = tag_keys
+
+    def _ref(self, ref: ast.VarRef) -> tuple[str, str]:
+        """(sql, kind) where kind is 'tag', 'field' or 'missing'."""
+        name = ref.name
+        if ref.type == "tag":
+            return (_q(name), "tag") if name in self.tag_keys else ("NULL", "missing")
+        if ref.type is not None and ref.type != "tag":
+            return (_q(name), "field") if name in self.field_types else ("NULL", "missing")
+        if name in self.field_types:
+            return _q(name), "field"
+        if name in self.tag_keys:
+            return _q(name), "tag"
+        return "NULL", "missing"
+
+    def _incomparable(self, ref: ast.Expr, other: ast.Expr) -> bool:
+        if not isinstance(ref, ast.VarRef):
+            return False
+        _, kind = self._ref(ref)
+        numeric_literal = isinstance(other, ast.IntegerLiteral | ast.NumberLiteral | ast.UnsignedLiteral)
+        if kind == "tag":
+            return numeric_literal or isinstance(other, ast.BooleanLiteral)
+        if kind == "field":
+            ftype = self.field_types[ref.name]
+            if ftype in NUMERIC:
+                return isinstance(other, ast.StringLiteral | ast.BooleanLiteral)
+            if ftype == FieldType.STRING:
+                return numeric_literal or isinstance(other, ast.BooleanLiteral)
+            if ftype == FieldType.BOOLEAN:
+                return numeric_literal or isinstance(other, ast.StringLiteral)
+        return False
+
+    def value(self, expr: ast.Expr) -> str:
+        if isinstance(expr, ast.VarRef):
+            return self._ref(expr)[0]
+        if isinstance(expr, ast.ParenExpr):
+            return f"({self.value(expr.expr)})"
+        if isinstance(expr, ast.IntegerLiteral | ast.UnsignedLiteral):
+            return str(expr.value)
+        if isinstance(expr, ast.NumberLiteral):
+            return repr(float(expr.value))
+        if isinstance(expr, ast.StringLiteral):
+            return _sql_str(expr.value)
+        if isinstance(expr, ast.BooleanLiteral):
+            return "TRUE" if expr.value else "FALSE"
+        if isinstance(expr, ast.DurationLiteral):
+            return str(expr.ns)
+        if isinstance(expr, ast.BinaryExpr):
+            if expr.op in ("+", "-", "*", "%"):
+                return f"({self.value(expr.lhs)} {expr.op} {self.value(expr.rhs)})"
+            if expr.op == "/":
+                return f"(CAST({self.value(expr.lhs)} AS DOUBLE) / {self.value(expr.rhs)})"
+            if expr.op in ("&", "|", "^"):
+                op = {"&": "&", "|": "|", "^": "xor"}[expr.op]
+                if op == "xor":
+                    return f"xor({self.value(expr.lhs)}, {self.value(expr.rhs)})"
+                return f"({self.value(expr.lhs)} {op} {self.value(expr.rhs)})"
+            return self.condition(expr)
+        raise QueryError(f"unsupported expression in SELECT: {type(expr).__name__}")
+
+    def condition(self, expr: ast.Expr) -> str:
+        if isinstance(expr, ast.ParenExpr):
+            return f"({self.condition(expr.expr)})"
+        if isinstance(expr, ast.BooleanLiteral):
+            return "TRUE" if expr.value else "FALSE"
+        if not isinstance(expr, ast.BinaryExpr):
+            raise QueryError("invalid condition")
+        op = expr.op
+        if op in ("AND", "OR"):
+            return f"({self.condition(expr.lhs)} {op} {self.condition(expr.rhs)})"
+        lhs, rhs = expr.lhs, expr.rhs
+        if op in ("=~", "!~"):
+            if not isinstance(rhs, ast.RegexLiteral):
+                raise QueryError("invalid regex condition")
+            target = lhs
+            kind = self._ref(target)[1] if isinstance(target, ast.VarRef) else "field"
+            sql = self.value(target)
+            if kind == "tag" or kind == "missing":
+                sql = f"COALESCE({sql}, '')"
+            match = f"regexp_matches({sql}, {_sql_str(rhs.pattern)})"
+            return f"COALESCE({'NOT ' if op == '!~' else ''}{match}, FALSE)"
+        sql_op = "!=" if op == "!=" else op
+        if self._incomparable(lhs, rhs) or self._incomparable(rhs, lhs):
+            return "FALSE"  # InfluxDB: comparing different types matches nothing
+        # tag comparisons treat a missing tag as ''
+        parts = []
+        kinds = []
+        for side in (lhs, rhs):
+            if isinstance(side, ast.VarRef):
+                sql, kind = self._ref(side)
+                kinds.append(kind)
+                if kind == "tag":
+                    sql = f"COALESCE({sql}, '')"
+                elif kind == "missing" and isinstance((rhs if side is lhs else lhs), ast.StringLiteral):
+                    sql = "''"
+                parts.append(sql)
+            else:
+                kinds.append("literal")
+                parts.append(self.value(side))
+        return f"COALESCE({parts[0]} {sql_op} {parts[1]}, FALSE)"
+
+
+def _agg_sql(spec: AggSpec, types: dict[str, FieldType], need_time: bool, aux_sql: list[str]) -> str:
+    f = _q(spec.field)
+    nn = f"FILTER (WHERE {f} IS NOT NULL)"
+    name = spec.name
+    ftype = types.get(spec.field)
+    if ftype is None:
+        return "NULL"
+    extra = "".join(f", a{j} := {sql}" for j, sql in enumerate(aux_sql)) if spec.aux else ""
+    if name == "count":
+        return f"count(DISTINCT {f})" if spec.distinct else f"count({f})"
+    if name == "mean":
+        return f"avg(CAST({f} AS DOUBLE))"
+    if name == "sum":
+        if ftype in (FieldType.INTEGER, FieldType.UNSIGNED):
+            return f"CAST(sum({f}) AS BIGINT)"
+        return f"sum({f})"
+    if name == "min":
+        return f'min(struct_pack(v := {f}, t := "time"{extra})) {nn}' if need_time else f"min({f})"
+    if name == "max":
+        return f'max(struct_pack(v := {f}, t := -"time"{extra})) {nn}' if need_time else f"max({f})"
+    if name == "first":
+        return f'min(struct_pack(t := "time", v := {f}{extra})) {nn}'
+    if name == "last":
+        return f'max(struct_pack(t := "time", v := {f}{extra})) {nn}'
+    if name == "spread":
+        return f"max({f}) - min({f})"
+    if name == "stddev":
+        return f"stddev_samp(CAST({f} AS DOUBLE))"
+    if name == "median":
+        return f"median(CAST({f} AS DOUBLE))"
+    # list-based aggregates and raw transforms: (t, v) ordered by time
+    return f'list(struct_pack(t := "time", v := {f}{extra}) ORDER BY "time") {nn}'
+
+
+def _finish(spec: AggSpec, raw: Any, types: dict[str, FieldType]) -> tuple[Any, int | None, list[Any]]:
+    """Aggregate SQL output -> (value, point time or None, aux column values of that point)."""
+    name = spec.name
+    no_aux = [None] * len(spec.aux)
+    if raw is None:
+        return None, None, no_aux
+    if name in ("min", "max", "first", "last"):
+        if not isinstance(raw, dict):
+            return _json_value(raw), None, no_aux
+        aux = [_json_value(raw[f"a{j}"]) for j in range(len(spec.aux))]
+        t = -raw["t"] if name == "max" else raw["t"]
+        return _json_value(raw["v"]), t, aux
+    if name in ("count", "mean", "sum", "spread", "stddev", "median"):
+        return _json_value(raw), None, no_aux
+    points = [(p["t"], p["v"], [_json_value(p[f"a{j}"]) for j in range(len(spec.aux))]) for p in raw]
+    if not points:
+        return None, None, no_aux
+    values = [p[1] for p in points]
+    if name == "mode":
+        counts: dict[Any, int] = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        best = max(counts.values())
+        return _json_value(min(v for v, c in counts.items() if c == best)), None, no_aux
+    if name == "percentile":
+        pct = float(spec.args[0])
+        ordered = sorted(points, key=lambda p: (p[1], p[0]))
+        i = int(math.floor(len(ordered) * pct / 100.0 + 0.5)) - 1
+        if i < 0 or i >= len(ordered):
+            return None, None, no_aux
+        return _json_value(ordered[i][1]), ordered[i][0], ordered[i][2]
+    if name == "integral":
+        unit = spec.args[0] if spec.args else 1_000_000_000
+        area = 0.0
+        for (t0, v0, _), (t1, v1, _) in zip(points, points[1:], strict=False):
+            area += (float(v0) + float(v1)) / 2.0 * (t1 - t0) / unit
+        return area, None, no_aux
+    if name == "distinct":
+        uniq = list(dict.fromkeys(values))  # first appearance in time order, as InfluxDB
+        return [(None, _json_value(v), no_aux) for v in uniq], None, no_aux
+    if name in ("top", "bottom"):
+        n = int(spec.args[0])
+        sign = -1 if name == "top" else 1
+        chosen = sorted(points, key=lambda p: (sign * p[1], p[0]))[:n]
+        return [(t, _json_value(v), a) for t, v, a in sorted(chosen, key=lambda p: p[0])], None, no_aux
+    if name == "sample":
+        n = int(spec.args[0])
+        chosen = points if len(points) <= n else random.Random(len(points)).sample(points, n)
+        return [(t, _json_value(v), a) for t, v, a in sorted(chosen, key=lambda p: p[0])], None, no_aux
+    if name == "raw":
+        return [(t, _json_value(v), a) for t, v, a in points], None, no_aux
+    raise QueryError(f"unsupported aggregate {name}")
+
+
+def _apply_transform(call: ast.Call, rows: list[list[Any]], interval: int) -> list[list[Any]]:
+    name = call.name
+    points = [(r[0], r[1]) for r in rows if r[1] is not None]
+    out: list[list[Any]] = []
+    if name in ("derivative", "non_negative_derivative"):
+        # default unit: the GROUP BY interval when there is one, else 1s (as InfluxDB)
+        unit = _duration_arg(call, 1, interval or 1_000_000_000)
+        for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
+            if t1 == t0:
+                continue
+            value = (float(v1) - float(v0)) / ((t1 - t0) / unit)
+            if name == "non_negative_derivative" and value < 0:
+                continue
+            out.append([t1, value])
+    elif name in ("difference", "non_negative_difference"):
+        for (_t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
+            value = v1 - v0
+            if name == "non_negative_difference" and value < 0:
+                continue
+            out.append([t1, value])
+    elif name == "moving_average":
+        n = int(_literal_arg(call, 1))
+        if n < 1:
+            raise QueryError("moving_average window must be greater than 1")
+        for i in range(n - 1, len(points)):
+            window = [float(v) for _, v in points[i - n + 1 : i + 1]]
+            out.append([points[i][0], sum(window) / n])
+    elif name == "cumulative_sum":
+        total: Any = 0
+        for t, v in points:
+            total = total + v
+            out.append([t, total])
+    elif name == "elapsed":
+        unit = _duration_arg(call, 1, 1)
+        for (t0, _), (t1, _) in zip(points, points[1:], strict=False):
+            out.append([t1, (t1 - t0) // unit])
+    return out
+
+
+def _duration_arg(call: ast.Call, index: int, default: int) -> int:
+    if len(call.args) <= index:
+        return default
+    arg = call.args[index]
+    if isinstance(arg, ast.DurationLiteral):
+        return arg.ns
+    raise QueryError(f"second argument to {call.name} must be a duration, got {type(arg).__name__}")
+
+
+def _literal_arg(call: ast.Call, index: int) -> int | float:
+    if len(call.args) <= index:
+        raise QueryError(f"invalid number of arguments for {call.name}, expected {index + 1}, got {len(call.args)}")
+    arg = call.args[index]
+    if isinstance(arg, ast.IntegerLiteral | ast.NumberLiteral):
+        return arg.value
+    raise QueryError(f"expected integer argument in {call.name}()")
+
+
+def _collect_specs(expr: ast.Expr, specs: dict[tuple[Any, ...], AggSpec],
+                   types: dict[str, FieldType], interval: int) -> int:
+    """Register the aggregates an output expression needs; returns how many calls it has."""
+    if isinstance(expr, ast.ParenExpr):
+        return _collect_specs(expr.expr, specs, types, interval)
+    if isinstance(expr, ast.BinaryExpr):
+        return _collect_specs(expr.lhs, specs, types, interval) + _collect_specs(expr.rhs, specs, types, interval)
+    if not isinstance(expr, ast.Call):
+        return 0
+    if expr.name in TRANSFORMS:
+        if not expr.args:
+            raise QueryError(f"invalid number of arguments for {expr.name}, expected at least 1, got 0")
+        inner = expr.args[0]
+        if isinstance(inner, ast.Call):
+            if not interval:
+                raise QueryError(f"{expr.name} aggregate requires a GROUP BY interval")
+            return _collect_specs(inner, specs, types, interval)
+        if interval:
+            raise QueryError(f"aggregate function required inside the call to {expr.name}")
+        if not isinstance(inner, ast.VarRef):
+            raise QueryError(f"expected field argument in {expr.name}()")
+        spec = AggSpec("raw", inner.name)
+        specs[spec.key] = spec
+        expr.args[0] = ast.Call("__raw", [inner])
+        return 1
+    if expr.name == "__raw":
+        return 1
+    if expr.name not in AGGREGATES:
+        raise QueryError(f"undefined function {expr.name}()")
+    if not expr.args:
+        raise QueryError(f"invalid number of arguments for {expr.name}, expected at least 1, got 0")
+    arg0 = expr.args[0]
+    distinct = False
+    if expr.name == "count" and isinstance(arg0, ast.Call) and arg0.name == "distinct":
+        distinct = True
+        arg0 = arg0.args[0] if arg0.args else arg0
+    if isinstance(arg0, ast.Distinct):
+        arg0 = ast.VarRef(arg0.name)
+        distinct = expr.name == "count"
+    if not isinstance(arg0, ast.VarRef):
+        raise QueryError(f"expected field argument in {expr.name}()")
+    args: tuple[Any, ...] = ()
+    if expr.name == "percentile":
+        args = (_literal_arg(expr, 1),)
+    elif expr.name in ("top", "bottom", "sample"):
+        if len(expr.args) > 2:
+            raise QueryError(f"{expr.name}() with tag arguments is not supported by edgets")
+        args = (int(_literal_arg(expr, 1)),)
+    elif expr.name == "integral":
+        args = (_duration_arg(expr, 1, 1_000_000_000),)
+    spec = AggSpec(expr.name, arg0.name, args, distinct)
+    specs[spec.key] = spec
+    return 1
+
+
+def _spec_key_of(call: ast.Call) -> tuple[Any, ...]:
+    if call.name == "__raw":
+        return ("raw", call.args[0].name, (), False)  # type: ignore[union-attr]
+    arg0 = call.args[0]
+    distinct = False
+    if call.name == "count" and isinstance(arg0, ast.Call) and arg0.name == "distinct":
+        distinct, arg0 = True, arg0.args[0]
+    if isinstance(arg0, ast.Distinct):
+        distinct, arg0 = call.name == "count", ast.VarRef(arg0.name)
+    args: tuple[Any, ...] = ()
+    if call.name == "percentile":
+        args = (_literal_arg(call, 1),)
+    elif call.name in ("top", "bottom", "sample"):
+        args = (int(_literal_arg(call, 1)),)
+    elif call.name == "integral":
+        args = (_duration_arg(call, 1, 1_000_000_000),)
+    return (call.name, arg0.name, args, distinct)  # type: ignore[union-attr]
+
+
+def _eval_output(expr: ast.Expr, env: dict[tuple[Any, ...], Any]) -> Any:
+    if isinstance(expr, ast.VarRef):
+        return env.get(("aux", expr.name))
+    if isinstance(expr, ast.Call):
+        if expr.name in TRANSFORMS:
+            return _eval_output(expr.args[0], env)
+        return env.get(_spec_key_of(expr))
+    if isinstance(expr, ast.ParenExpr):
+        return _eval_output(expr.expr, env)
+    if isinstance(expr, ast.IntegerLiteral | ast.NumberLiteral | ast.UnsignedLiteral):
+        return expr.value
+    if isinstance(expr, ast.BinaryExpr):
+        lhs, rhs = _eval_output(expr.lhs, env), _eval_output(expr.rhs, env)
+        if lhs is None or rhs is None or isinstance(lhs, list) or isinstance(rhs, list):
+            return None
+        if expr.op == "+":
+            return lhs + rhs
+        if expr.op == "-":
+            return lhs - rhs
+        if expr.op == "*":
+            return lhs * rhs
+        if expr.op == "/":
+            return None if rhs == 0 else lhs / rhs
+        if expr.op == "%":
+            return None if rhs == 0 else math.fmod(lhs, rhs)
+        raise QueryError(f"unsupported operator {expr.op} in SELECT")
+    return None
+
+
+def _has_transform(expr: ast.Expr) -> bool:
+    if isinstance(expr, ast.Call):
+        return expr.name in TRANSFORMS
+    if isinstance(expr, ast.BinaryExpr):
+        return _has_transform(expr.lhs) or _has_transform(expr.rhs)
+    if isinstance(expr, ast.ParenExpr):
+        return _has_transform(expr.expr)
+    return False
+
+
+def _check_no_raw_mix(expr: ast.Expr) -> None:
+    if isinstance(expr, ast.VarRef | ast.Wildcard):
+        raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+    if isinstance(expr, ast.BinaryExpr):
+        _check_no_raw_mix(expr.lhs)
+        _check_no_raw_mix(expr.rhs)
+    if isinstance(expr, ast.ParenExpr):
+        _check_no_raw_mix(expr.expr)
+
+
+# ---- planning helpers -------------------------------------------------------------------------
+def _group_by_time(dimensions: list[ast.Dimension]) -> tuple[int, int]:
+    for dim in dimensions:
+        expr = dim.expr
+        if isinstance(expr, ast.Call) and expr.name == "time":
+            if not expr.args or not isinstance(expr.args[0], ast.DurationLiteral):
+                raise QueryError("time dimension expected 1 or 2 arguments")
+            interval = expr.args[0].ns
+            if interval <= 0:
+                raise QueryError("group by interval must be positive")
+            offset = 0
+            if len(expr.args) > 1:
+                arg = expr.args[1]
+                if isinstance(arg, ast.DurationLiteral):
+                    offset = arg.ns
+                elif isinstance(arg, ast.Call) and arg.name == "now":
+                    offset = 0
+                else:
+                    raise QueryError("time dimension offset must be duration or now()")
+            return interval, offset % interval
+    return 0, 0
+
+
+def _group_tags(dimensions: list[ast.Dimension], tag_keys: list[str]) -> list[str]:
+    tags: list[str] = []
+    for dim in dimensions:
+        expr = dim.expr
+        if isinstance(expr, ast.Call) and expr.name == "time":
+            continue
+        if isinstance(expr, ast.Wildcard):
+            tags.extend(tag_keys)
+        elif isinstance(expr, ast.RegexLiteral):
+            pattern = expr.compiled()
+            tags.extend(k for k in tag_keys if pattern.search(k))
+        elif isinstance(expr, ast.VarRef):
+            tags.append(expr.name)
+        else:
+            raise QueryError("only time() calls allowed in dimensions")
+    seen: list[str] = []
+    for t in tags:
+        if t not in seen:
+            seen.append(t)
+    return sorted(seen)
+
+
+def _expand_fields(fields: list[ast.Field], data: MeasurementData,
+                   group_tags: list[str]) -> list[OutputColumn]:
+    out: list[OutputColumn] = []
+    for f in fields:
+        expr = f.expr
+        if isinstance(expr, ast.Wildcard | ast.RegexLiteral):
+            names: list[str] = []
+            pattern = expr.compiled() if isinstance(expr, ast.RegexLiteral) else None
+            kind = expr.type if isinstance(expr, ast.Wildcard) else None
+            if kind in (None, "field"):
+                names.extend(data.field_types)
+            if kind in (None, "tag"):
+                names.extend(t for t in data.tag_keys if t not in group_tags)
+            for name in sorted(set(names)):
+                if pattern is None or pattern.search(name):
+                    out.append(OutputColumn(name, ast.VarRef(name)))
+            continue
+        if isinstance(expr, ast.Call) and expr.args and isinstance(expr.args[0], ast.Wildcard | ast.RegexLiteral):
+            arg = expr.args[0]
+            pattern = arg.compiled() if isinstance(arg, ast.RegexLiteral) else None
+            numeric_only = expr.name in ("mean", "sum", "median", "stddev", "spread", "integral",
+                                         "percentile", "derivative", "non_negative_derivative",
+                                         "difference", "non_negative_difference", "moving_average",
+                                         "cumulative_sum")
+            for name in sorted(data.field_types):
+                if pattern is not None and not pattern.search(name):
+                    continue
+                if numeric_only and data.field_types[name] not in NUMERIC:
+                    continue
+                out.append(OutputColumn(f"{expr.name}_{name}",
+                                        ast.Call(expr.name, [ast.VarRef(name), *expr.args[1:]])))
+            continue
+        if isinstance(expr, ast.VarRef) and expr.name == "time":
+            continue  # time is always the first column
+        out.append(OutputColumn(f.alias or _expr_name(expr), _copy_expr(expr), bool(f.alias)))
+    return out
+
+
+def _copy_expr(expr: ast.Expr) -> ast.Expr:
+    if isinstance(expr, ast.Call):
+        return ast.Call(expr.name, [_copy_expr(a) for a in expr.args])
+    if isinstance(expr, ast.BinaryExpr):
+        return ast.BinaryExpr(expr.op, _copy_expr(expr.lhs), _copy_expr(expr.rhs))
+    if isinstance(expr, ast.ParenExpr):
+        return ast.ParenExpr(_copy_expr(expr.expr))
+    return expr
+
+
+def _expr_name(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.Call):
+        return expr.name
+    if isinstance(expr, ast.VarRef):
+        return expr.name
+    if isinstance(expr, ast.ParenExpr):
+        return _expr_name(expr.expr)
+    if isinstance(expr, ast.BinaryExpr):
+        parts = [p for p in (_binary_names(expr.lhs), _binary_names(expr.rhs)) if p]
+        return "_".join(parts)
+    return ""
+
+
+def _binary_names(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.BinaryExpr):
+        return "_".join(p for p in (_binary_names(expr.lhs), _binary_names(expr.rhs)) if p)
+    if isinstance(expr, ast.ParenExpr):
+        return _binary_names(expr.expr)
+    if isinstance(expr, ast.Call | ast.VarRef):
+        return expr.name
+    return ""
+
+
+def _tag_sql(tag: str, data: MeasurementData) -> str:
+    return _q(tag) if tag in data.tag_keys else "NULL"
+
+
+def _column_names(columns: list[OutputColumn]) -> list[str]:
+    """Generated names get _1, _2 suffixes when repeated; explicit aliases are kept as given."""
+    seen: dict[str, int] = {"time": 1}
+    names = []
+    for col in columns:
+        name = col.name
+        if name in seen and not col.aliased:
+            while f"{col.name}_{seen[col.name]}" in seen:
+                seen[col.name] += 1
+            new = f"{col.name}_{seen[col.name]}"
+            seen[col.name] += 1
+            name = new
+        seen.setdefault(name, 1)
+        names.append(name)
+    return names
+
+
+def _var_names(expr: ast.Expr | None) -> set[str]:
+    if expr is None:
+        return set()
+    if isinstance(expr, ast.VarRef):
+        return {expr.name}
+    if isinstance(expr, ast.Call):
+        out: set[str] = set()
+        for a in expr.args:
+            out |= _var_names(a)
+        return out
+    if isinstance(expr, ast.Distinct):
+        return {expr.name}
+    if isinstance(expr, ast.BinaryExpr):
+        return _var_names(expr.lhs) | _var_names(expr.rhs)
+    if isinstance(expr, ast.ParenExpr):
+        return _var_names(expr.expr)
+    return set()
+
+
+def _tag_filter(expr: ast.Expr | None, tag_keys: set[str]) -> dict[str, set[str]]:
+    """Tag equality/IN-like predicates that are ANDed at top level (safe to push into read())."""
+    out: dict[str, set[str]] = {}
+    for term in _conjuncts(expr):
+        values = _tag_equalities(term, tag_keys)
+        if values is None:
+            continue
+        key, vals = values
+        out[key] = out[key] & vals if key in out else vals
+    return out
+
+
+def _conjuncts(expr: ast.Expr | None) -> list[ast.Expr]:
+    if expr is None:
+        return []
+    if isinstance(expr, ast.ParenExpr):
+        return _conjuncts(expr.expr)
+    if isinstance(expr, ast.BinaryExpr) and expr.op == "AND":
+        return _conjuncts(expr.lhs) + _conjuncts(expr.rhs)
+    return [expr]
+
+
+def _tag_equalities(expr: ast.Expr, tag_keys: set[str]) -> tuple[str, set[str]] | None:
+    if isinstance(expr, ast.ParenExpr):
+        return _tag_equalities(expr.expr, tag_keys)
+    if not isinstance(expr, ast.BinaryExpr):
+        return None
+    if expr.op == "=":
+        ref, lit = expr.lhs, expr.rhs
+        if isinstance(lit, ast.VarRef):
+            ref, lit = lit, ref
+        if (isinstance(ref, ast.VarRef) and isinstance(lit, ast.StringLiteral) and ref.name in tag_keys
+                and ref.type in (None, "tag") and lit.value != ""):
+            return ref.name, {lit.value}
+        return None
+    if expr.op == "OR":
+        lhs = _tag_equalities(expr.lhs, tag_keys)
+        rhs = _tag_equalities(expr.rhs, tag_keys)
+        if lhs and rhs and lhs[0] == rhs[0]:
+            return lhs[0], lhs[1] | rhs[1]
+    return None
+
+
+def _eval_tag_condition(expr: ast.Expr, tags: dict[str, str]) -> bool:
+    """WHERE of SHOW statements: evaluated on a series' tags (fields/time count as true)."""
+    if isinstance(expr, ast.ParenExpr):
+        return _eval_tag_condition(expr.expr, tags)
+    if not isinstance(expr, ast.BinaryExpr):
+        return True
+    if expr.op == "AND":
+        return _eval_tag_condition(expr.lhs, tags) and _eval_tag_condition(expr.rhs, tags)
+    if expr.op == "OR":
+        return _eval_tag_condition(expr.lhs, tags) or _eval_tag_condition(expr.rhs, tags)
+    if not isinstance(expr.lhs, ast.VarRef) or _is_time_ref(expr.lhs):
+        return True
+    value = tags.get(expr.lhs.name, "")
+    rhs = expr.rhs
+    if expr.op in ("=~", "!~") and isinstance(rhs, ast.RegexLiteral):
+        return bool(rhs.compiled().search(value)) == (expr.op == "=~")
+    if isinstance(rhs, ast.StringLiteral):
+        if expr.op == "=":
+            return value == rhs.value
+        if expr.op == "!=":
+            return value != rhs.value
+    return True
+
+
+def _normalise_table(table: pa.Table, data: MeasurementData, read_cols: list[str],
+                     min_ns: int, max_ns: int) -> pa.Table:
+    """time as int64 ns; add missing requested columns as nulls of their type."""
+    time_col = table.column("time")
+    if pa.types.is_timestamp(time_col.type):
+        time_col = time_col.cast(pa.int64())
+    arrays: dict[str, Any] = {"time": time_col}
+    for name in read_cols:
+        if name in table.column_names:
+            arrays[name] = table.column(name)
+        elif name in data.field_types:
+            arrays[name] = pa.nulls(table.num_rows, data.field_types[name].arrow_type)
+        else:
+            arrays[name] = pa.nulls(table.num_rows, pa.string())
+    out = pa.table(arrays)
+    if out.num_rows and (min_ns > MIN_TIME_NS or max_ns < MAX_TIME_NS):
+        t = out.column("time").to_numpy()
+        mask = (t >= min_ns) & (t <= max_ns)
+        if not mask.all():
+            out = out.filter(pa.array(mask))
+    return out
+
+
+def _window(t: int, interval: int, offset: int) -> int:
+    return (t - offset) - ((t - offset) % interval) + offset
+
+
+def _tz_offset_ns(tz: str, at_ns: int) -> int:
+    moment = datetime.fromtimestamp(max(at_ns, 0) / 1e9, tz=ZoneInfo(tz))
+    offset = moment.utcoffset()
+    return int(offset.total_seconds()) * 1_000_000_000 if offset else 0
+
+
+def _linear_fill(buckets: list[int], column: list[Any]) -> list[Any]:
+    known = [i for i, v in enumerate(column) if v is not None]
+    out = list(column)
+    for a, b in zip(known, known[1:], strict=False):
+        if b - a < 2:
+            continue
+        va, vb = column[a], column[b]
+        for i in range(a + 1, b):
+            frac = (buckets[i] - buckets[a]) / (buckets[b] - buckets[a])
+            value = va + (vb - va) * frac
+            out[i] = int(value) if isinstance(va, int) and isinstance(vb, int) else value
+    return out
+
+
+def _limit(items: list[Any], limit: int, offset: int) -> list[Any]:
+    items = items[offset:] if offset else items
+    return items[:limit] if limit else items
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,206 @@
+"""InfluxDB /query result shapes: series objects, time formatting per epoch, chunking and CSV.
+
+Internally times are int64 ns; this module turns them into RFC3339Nano strings or epoch ints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+EPOCH_UNITS_NS = {
+    "ns": 1, "n": 1, "u": 1_000, "µ": 1_000, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+    "m": 60_000_000_000, "h": 3_600_000_000_000,
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Series:
+    """One result series; `values` rows hold the time (int ns) in column 0 when columns[0]=='time'."""
+
+    name: str | None
+    columns: list[str]
+    values: list[list[Any]] = field(default_factory=list)
+    tags: dict[str, str] | None = None
+    tz: str | None = None  # tz() of the statement: RFC3339 output in this zone
+
+    def to_json(self, epoch: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tags is not None:
+            out["tags"] = self.tags
+        out["columns"] = list(self.columns)
+        if self.columns and self.columns[0] == "time":
+            out["values"] = [[format_time(row[0], epoch, self.tz), *row[1:]] for row in self.values]
+        else:
+            out["values"] = [list(row) for row in self.values]
+        return out
+
+
+def format_time(ns: int, epoch: str | None, tz: str | None = None) -> int | str:
+    """InfluxDB's time column: epoch ints (truncated like Go) or RFC3339Nano strings."""
+    if epoch:
+        unit = EPOCH_UNITS_NS.get(epoch, 1)
+        return int(ns / unit) if ns < 0 else ns // unit
+    return rfc3339nano(ns, tz)
+
+
+def rfc3339nano(ns: int, tz: str | None = None) -> str:
+    """Go's time.RFC3339Nano: trailing zeros of the fraction trimmed, 'Z' for UTC."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    moment = _EPOCH + timedelta(seconds=secs)
+    if tz:
+        moment = moment.astimezone(ZoneInfo(tz))
+    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        base += "." + f"{frac:09d}".rstrip("0")
+    offset = moment.utcoffset()
+    if not tz or offset is None or offset == timedelta(0):
+        return base + "Z"
+    total = int(offset.total_seconds())
+    sign = "+" if total >= 0 else "-"
+    total = abs(total)
+    return f"{base}{sign}{total // 3600:02d}:{total % 3600 // 60:02d}"
+
+
+def statement_result(statement_id: int, series: list[Series], epoch: str | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"statement_id": statement_id}
+    if series:
+        result["series"] = [s.to_json(epoch) for s in series]
+    return result
+
+
+def chunk_result(result: dict[str, Any], chunk_size: int) -> list[dict[str, Any]]:
+    """Split one statement result into InfluxDB chunks (`partial: true` on all but the last)."""
+    series = result.get("series")
+    if not series or chunk_size <= 0:
+        return [result]
+    chunks: list[dict[str, Any]] = []
+    for s in series:
+        values = s.get("values", [])
+        for start in range(0, max(len(values), 1), chunk_size):
+            part = dict(s)
+            part["values"] = values[start : start + chunk_size]
+            if start + chunk_size < len(values):
+                part["partial"] = True
+            chunks.append({"statement_id": result["statement_id"], "series": [part]})
+    for chunk in chunks[:-1]:
+        chunk["partial"] = True
+    return chunks
+
+
+def results_to_csv(results: list[dict[str, Any]]) -> str:
+    """`Accept: application/csv` body: name,tags,<columns...> then one line per row."""
+    lines: list[str] = []
+    last_columns: list[str] | None = None
+    for result in results:
+        for s in result.get("series", []):
+            columns = s["columns"]
+            if columns != last_columns:
+                if last_columns is not None:
+                    lines.append("")
+                lines.append(",".join(["name", "tags", *columns]))
+                last_columns = columns
+            tags = s.get("tags") or {}
+            tag_text = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+            for row in s["values"]:
+                cells = [_csv_cell(s.get("name", "")), _csv_cell(tag_text)]
+                cells.extend(_csv_cell(v) for v in row)
+                lines.append(",".join(cells))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return go_float(value)
+    text = str(value)
+    if any(c in text for c in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def go_float(value: float) -> str:
+    """A float as Go's encoding/json writes it (1 not 1.0; exponent form outside 1e-6..1e21)."""
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"json: unsupported value: {value}")
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if 1e-6 <= magnitude < 1e21:
+        text = repr(value)
+        if "e" in text or "E" in text:
+            text = f"{value:.17f}".rstrip("0").rstrip(".")
+            # shortest round-trip representation
+            for digits in range(1, 18):
+                candidate = f"{value:.{digits}f}"
+                if float(candidate) == value:
+                    text = candidate
+                    break
+        if text.endswith(".0"):
+            text = text[:-2]
+        return text
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if mantissa.endswith(".0"):
+        mantissa = mantissa[:-2]
+    exp = int(exponent)
+    return f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+
+
+def dumps(obj: Any) -> str:
+    """JSON text with Go-style float formatting (what InfluxDB's HTTP handler writes)."""
+    return _encode(obj)
+
+
+def _encode(obj: Any) -> str:
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, float):
+        return go_float(obj)
+    if isinstance(obj, int):
+        return str(obj)
+    if isinstance(obj, str):
+        return json.dumps(obj, ensure_ascii=False)
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(_encode(v) for v in obj) + "]"
+    raise TypeError(f"cannot encode {type(obj).__name__} in a query result")
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String() for whole seconds and up (168h0m0s, 1h0m0s, 0s)."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                value = ns / size
+                text = f"{value:.9f}".rstrip("0").rstrip(".")
+                return f"{sign}{text}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = rest / 1e9
+    sec_text = f"{seconds:.9f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{sign}{hours}h{minutes}m{sec_text}s"
+    if minutes:
+        return f"{sign}{minutes}m{sec_text}s"
+    return f"{sign}{sec_text}s"
