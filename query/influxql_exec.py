@@ -24,6 +24,7 @@ from query import influxql_ast as ast
 from query.influxql_parser import parse_query
 from query.results import Series, go_duration, statement_result
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
+from storage.engine import StorageError
 
 
 class TableSource(Protocol):
@@ -275,7 +276,7 @@ class QueryExecutor:
                 with self._lock:
                     series = self._run(stmt, db, now)
                 results.append(statement_result(statement_id, series, epoch))
-            except QueryError as exc:
+            except (QueryError, StorageError) as exc:
                 results.append({"statement_id": statement_id, "error": str(exc)})
             except duckdb.InterruptException:
                 results.append({"statement_id": statement_id, "error": "query timeout"})
@@ -350,7 +351,14 @@ class QueryExecutor:
             raise QueryError(f"database not found: {database}")
         if target is None:
             raise QueryError(f"retention policy management is not supported by this store ({method})")
-        target(stmt)
+        if isinstance(stmt, ast.CreateRetentionPolicyStatement):
+            target(database, stmt.name, duration_ns=stmt.duration_ns, shard_group_duration_ns=stmt.shard_duration_ns,
+                   replication=stmt.replication, default=stmt.default)
+        elif isinstance(stmt, ast.AlterRetentionPolicyStatement):
+            target(database, stmt.name, duration_ns=stmt.duration_ns, shard_group_duration_ns=stmt.shard_duration_ns,
+                   replication=stmt.replication, default=True if stmt.default else None)
+        else:
+            target(database, stmt.name)  # type: ignore[union-attr]
         return []
 
     def _delete(self, stmt: ast.DeleteStatement, db: str, now: int) -> list[Series]:
