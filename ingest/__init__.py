@@ -1,0 +1,1 @@
+"""Ingestion: line protocol, HTTP write API, KubeEdge payloads."""
