@@ -18,7 +18,7 @@ from storage.codecs import (
     encode_uints,
 )
 from storage.codecs.bitpack import zigzag_decode, zigzag_encode
-from storage.codecs.integers import unwrap_zstd_stage
+from storage.codecs.integers import _delta_zstd_encode, unwrap_zstd_stage
 
 I64_MIN = np.iinfo(np.int64).min
 I64_MAX = np.iinfo(np.int64).max
@@ -134,7 +134,8 @@ def test_tsbs_random_walk_bits_per_value() -> None:
 
 
 def test_zstd_stage_kept_only_when_it_pays() -> None:
-    periodic = np.tile(np.array([0, 900, 3, 70000, 5, 12], dtype=np.int64), 2000)
+    # jumps wider than 4 bytes keep DELTA_ZSTD_I64 out, so the zstd stage is what pays here
+    periodic = np.tile(np.array([0, 900, 3, 70000, 5, 12], dtype=np.int64) << 34, 2000)
     buf = check_ints(periodic)
     assert codec_of(buf) == CodecId.ZSTD_STAGE
     assert len(buf) <= 0.9 * len(unwrap_zstd_stage(buf))
@@ -163,3 +164,42 @@ def test_truncated_and_unknown_buffers_raise() -> None:
         decode_ints(bytes([CodecId.ALP]) + bytes(15))
     with pytest.raises(CodecError):
         codec_of(b"")
+
+
+def tsbs_column(hosts: int = 20, points: int = 2000, seed: int = 11) -> np.ndarray:
+    """Several TSBS-like clamped random walks concatenated, as a segment stores one field."""
+    rng = np.random.default_rng(seed)
+    walks = np.clip(np.cumsum(np.rint(rng.normal(0, 1, (hosts, points))), axis=1) + 50, 0, 100)
+    return walks.astype(np.int64).reshape(-1)
+
+
+def test_delta_zstd_wins_on_small_entropy_deltas() -> None:
+    column = tsbs_column()
+    buf = check_ints(column)
+    assert codec_of(buf) == CodecId.DELTA_ZSTD_I64
+    assert buf[2] == 1  # zigzag deltas fit one byte
+    assert len(buf) * 8 / len(column) < 3.0
+
+
+@pytest.mark.parametrize("sigma, width", [(1.0, 1), (60.0, 2), (15_000.0, 4)])
+def test_delta_zstd_widths_and_scale(sigma: float, width: int) -> None:
+    rng = np.random.default_rng(int(sigma))
+    deltas = np.rint(rng.normal(0, sigma, 20_000)).astype(np.int64) * 1000 + 7000
+    values = np.cumsum(deltas) - 3
+    buf = _delta_zstd_encode(values, 3)
+    assert buf is not None and codec_of(buf) == CodecId.DELTA_ZSTD_I64
+    assert buf[1] == 3 and buf[2] == width  # deltas scaled by 10^3, zigzagged into `width` bytes
+    np.testing.assert_array_equal(decode_ints(buf), values)
+    assert len(check_ints(values)) <= len(buf)  # the encoder never picks something larger
+
+
+def test_delta_zstd_refuses_deltas_wider_than_four_bytes() -> None:
+    assert _delta_zstd_encode(np.array([0, 1 << 40, 0], dtype=np.int64), 0) is None
+
+
+def test_delta_zstd_corrupt_frame_raises() -> None:
+    buf = bytearray(check_ints(tsbs_column()))
+    assert codec_of(bytes(buf)) == CodecId.DELTA_ZSTD_I64
+    buf[20:28] = b"\xff" * 8
+    with pytest.raises(CodecError):
+        decode_ints(bytes(buf))

@@ -24,6 +24,7 @@ class CodecId(IntEnum):
     DELTA_FOR_I64 = 4
     FOR_I64 = 5
     ZSTD_STAGE = 6  # zstd frame of another integer encoding (kept when it saves >= 10%)
+    DELTA_ZSTD_I64 = 7  # zigzag deltas narrowed to 1/2/4 bytes, then zstd (entropy-coded deltas)
     # float64
     PLAIN_F64 = 16
     CONST_F64 = 17

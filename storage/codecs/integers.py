@@ -1,5 +1,5 @@
 """The 64-bit integer codec family (int64, uint64 and timestamps share it): constant,
-constant-delta, FOR / delta-FOR / delta-of-delta-FOR bit-packing, plain, and the zstd stage.
+constant-delta, FOR / delta-FOR / delta-of-delta-FOR bit-packing, delta+zstd, plain, zstd stage.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ MAX_COUNT = 0xFFFFFFFF
 ZSTD_LEVEL = 3
 ZSTD_MIN_SAVING = 0.10
 """The zstd stage is kept only when it saves at least this fraction of the packed size."""
+DELTA_ZSTD_LEVEL = 9
+"""zstd level of DELTA_ZSTD_I64: its input is small-alphabet bytes, where higher levels pay."""
+DELTA_ZSTD_WIDTHS = (1, 2, 4)
 
 MODE_FOR = 0
 MODE_DELTA = 1
@@ -200,6 +203,66 @@ def aligned_bytes(buf: bytes | memoryview) -> np.ndarray:
     return arr
 
 
+# ---------------------------------------------------------------- delta + zstd (numba)
+
+@njit(cache=True, nogil=True)
+def zigzag_deltas(values: np.ndarray, scale: np.int64) -> tuple[np.ndarray, np.uint64]:
+    """Zigzag of (values[i] - values[i-1]) / scale (wrapping 64-bit) for i >= 1, and their max."""
+    n = values.shape[0]
+    out = np.empty(max(n - 1, 0), dtype=np.uint64)
+    top = np.uint64(0)
+    for i in range(1, n):
+        d = np.int64(np.uint64(values[i]) - np.uint64(values[i - 1])) // scale
+        z = np.uint64((d << 1) ^ (d >> 63))
+        out[i - 1] = z
+        if z > top:
+            top = z
+    return out, top
+
+
+@njit(cache=True, nogil=True)
+def undo_zigzag_deltas(zz: np.ndarray, first: np.uint64, scale: np.int64, out: np.ndarray) -> None:
+    """out[0] = first; out[i] = out[i-1] + unzigzag(zz[i-1]) * scale (wrapping 64-bit)."""
+    acc = first
+    out[0] = acc
+    step = np.uint64(scale)
+    for i in range(zz.shape[0]):
+        z = np.uint64(zz[i])
+        d = (z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))
+        acc = acc + d * step
+        out[i + 1] = acc
+
+
+def _delta_zstd_encode(values: np.ndarray, scale_exp: int) -> bytes | None:
+    """DELTA_ZSTD_I64 of values (None when a scaled delta needs more than 4 bytes)."""
+    zz, top = zigzag_deltas(values, _POW10[scale_exp])
+    width = next((w for w in DELTA_ZSTD_WIDTHS if int(top) < 1 << (8 * w)), 0)
+    if not width:
+        return None
+    packed = _delta_compressor().compress(zz.astype(f"<u{width}").tobytes())
+    return HEADER.pack(CodecId.DELTA_ZSTD_I64, scale_exp, width, values.shape[0]) + \
+        FIRST.pack(int(values[0])) + packed
+
+
+def _delta_zstd_decode(buf: bytes | memoryview, aux: int, width: int, n: int, what: str) -> np.ndarray:
+    if width not in DELTA_ZSTD_WIDTHS or aux > 18:
+        raise CodecError(f"{what}: DELTA_ZSTD_I64 header at offset 0 has width {width}, scale {aux}")
+    first = np.uint64(FIRST.unpack_from(buf, HEADER.size)[0] & 0xFFFFFFFFFFFFFFFF)
+    raw = zstd_decompress(memoryview(buf)[HEADER.size + 8:], (n - 1) * width, "DELTA_ZSTD_I64")
+    if len(raw) != (n - 1) * width:
+        raise CodecError(f"{what}: DELTA_ZSTD_I64 holds {len(raw)} delta bytes, expected {(n - 1) * width}")
+    out = np.empty(n, dtype=np.uint64)
+    undo_zigzag_deltas(np.frombuffer(raw, dtype=f"<u{width}"), first, _POW10[aux], out)
+    return out.view(np.int64)
+
+
+def _delta_compressor() -> zstandard.ZstdCompressor:
+    comp = getattr(_zstd_local, "delta_comp", None)
+    if comp is None:
+        comp = _zstd_local.delta_comp = zstandard.ZstdCompressor(level=DELTA_ZSTD_LEVEL)
+    return comp
+
+
 # ---------------------------------------------------------------- encode / decode
 
 def encode_int64_words(values: np.ndarray, modes: tuple[int, ...], zstd_stage: bool = True) -> bytes:
@@ -236,7 +299,13 @@ def encode_int64_words(values: np.ndarray, modes: tuple[int, ...], zstd_stage: b
         parts.append(widths.tobytes() + bytes(-len(widths) % 8))
         parts.append(words.tobytes())
         encoded = b"".join(parts)
-    return with_zstd_stage(encoded) if zstd_stage else encoded
+    if zstd_stage:
+        encoded = with_zstd_stage(encoded)
+        if MODE_DELTA in modes and n > 1:
+            entropy_coded = _delta_zstd_encode(values, scale_exp)
+            if entropy_coded is not None and len(entropy_coded) < len(encoded):
+                encoded = entropy_coded
+    return encoded
 
 
 def decode_int64_words(buf: bytes | memoryview, what: str = "integers") -> np.ndarray:
@@ -244,7 +313,7 @@ def decode_int64_words(buf: bytes | memoryview, what: str = "integers") -> np.nd
     buf = unwrap_zstd_stage(buf)
     if len(buf) < HEADER.size:
         raise CodecError(f"{what}: buffer of {len(buf)} bytes is shorter than the header")
-    codec, aux, _, n = HEADER.unpack_from(buf, 0)
+    codec, aux, width, n = HEADER.unpack_from(buf, 0)
     if codec == CodecId.CONST_I64:
         return np.full(n, FIRST.unpack_from(buf, HEADER.size)[0], dtype=np.int64)
     if codec == CodecId.DELTA_CONST_I64:
@@ -253,6 +322,8 @@ def decode_int64_words(buf: bytes | memoryview, what: str = "integers") -> np.nd
         np.multiply(np.arange(n, dtype=np.uint64), np.uint64(delta & 0xFFFFFFFFFFFFFFFF), out=out)
         out += np.uint64(first & 0xFFFFFFFFFFFFFFFF)
         return out.view(np.int64)
+    if codec == CodecId.DELTA_ZSTD_I64:
+        return _delta_zstd_decode(buf, aux, width, n, what)
     if codec == CodecId.PLAIN_I64:
         if len(buf) < HEADER.size + 8 * n:
             raise CodecError(f"{what}: PLAIN_I64 of {n} values truncated at {len(buf)} bytes")
