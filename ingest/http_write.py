@@ -18,7 +18,13 @@ from aiohttp import web
 
 from ingest.lineproto import LineError, ParseResult, parse_lines
 from storage.batch import Batch
-from storage.engine import DatabaseNotFound, Overloaded, RetentionPolicyNotFound, StorageEngine
+from storage.engine import (
+    DatabaseNotFound,
+    Overloaded,
+    RetentionPolicyNotFound,
+    StorageEngine,
+    WriteOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,7 @@ async def _parse(request: web.Request, body: bytes, precision: str) -> ParseResu
 
 
 def _line_errors_text(errors: list[LineError], limit: int = 10) -> str:
-    shown = [f"{e.message()} (line {e.line})" for e in errors[:limit]]
+    shown = [f"{e.message()} (line {e.line})" for e in errors[:limit]]  # InfluxDB's text, then the line
     if len(errors) > limit:
         shown.append(f"... and {len(errors) - limit} more bad lines")
     return "\n".join(shown)
@@ -140,21 +146,25 @@ async def _write(request: web.Request, dialect: Dialect, db: str, rp: str | None
     errors = result.errors
     if errors and dialect == "v3" and not accept_partial:
         return _v3_line_errors(errors, partial=False)
-    if errors and result.points == 0:
+    parse_dropped = sum(1 for e in errors if e.dropped)  # parsed, but refused as InfluxDB's engine would
+    if errors and result.points == 0 and parse_dropped < len(errors):
         first = errors[0]
         if dialect == "v1":
             return _error("v1", 400, _line_errors_text(errors))
         if dialect == "v3":
             return _v3_line_errors(errors, partial=False)
         return _error("v2", 400, _line_errors_text(errors), line=first.line)
-    if result.points == 0:
+    if result.points == 0 and not errors:
         return web.Response(status=204)
 
     try:
         # submit() validates and encodes the batch: keep that CPU work off the event loop
-        future = await asyncio.get_running_loop().run_in_executor(
-            request.app[PARSE_POOL_KEY], lambda: engine.submit(db, list(result.batches.values()), rp=rp))
-        outcome = await asyncio.wrap_future(future)
+        if result.points:
+            future = await asyncio.get_running_loop().run_in_executor(
+                request.app[PARSE_POOL_KEY], lambda: engine.submit(db, list(result.batches.values()), rp=rp))
+            outcome = await asyncio.wrap_future(future)
+        else:
+            outcome = WriteOutcome(points_written=0, dropped=0, errors=[])
     except Overloaded as exc:
         retry = str(max(1, int(round(exc.retry_after))))
         return _overloaded(dialect, 503 if dialect == "v1" else 429, str(exc), retry)
@@ -167,7 +177,7 @@ async def _write(request: web.Request, dialect: Dialect, db: str, rp: str | None
         return web.Response(status=204)
     reasons = [_line_errors_text(errors)] if errors else []
     reasons += outcome.errors[:10]
-    message = f"partial write: {'; '.join(reasons)} dropped={outcome.dropped}"
+    message = f"partial write: {'; '.join(reasons)} dropped={outcome.dropped + parse_dropped}"
     if dialect == "v1":
         return _error("v1", 400, message)
     if dialect == "v3":
