@@ -1,0 +1,217 @@
+"""TSBS devops query benchmark: edgets vs InfluxDB 1.6.7 on the same cpu data (100 hosts, 1 day), same run.
+
+Prints the median latency per query type over seeded random instances and the edgets/InfluxDB ratio.
+Usage: python bench/query.py [--instances 5] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.datasets import CPU_FIELDS, TSBS_START_NS, cpu_lines, tsbs_cpu  # noqa: E402
+from bench.ingest import load  # noqa: E402
+from tests.influxdb_process import InfluxDBProcess  # noqa: E402
+from tests.server_process import ServerProcess  # noqa: E402
+
+DB = "benchmark"
+HOUR_S = 3600
+
+
+@dataclass
+class Workload:
+    hosts: int
+    hours: float
+
+    @property
+    def start_s(self) -> int:
+        return TSBS_START_NS // 1_000_000_000
+
+    @property
+    def end_s(self) -> int:
+        return self.start_s + int(self.hours * HOUR_S)
+
+
+def rfc3339(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def random_window(rng: random.Random, w: Workload, duration_s: int) -> tuple[str, str]:
+    """As TSBS RandWindow: a window of `duration_s` starting uniformly inside the data's time range."""
+    start = rng.randint(w.start_s, max(w.start_s, w.end_s - duration_s))
+    return rfc3339(start), rfc3339(start + duration_s)
+
+
+def host_clause(rng: random.Random, w: Workload, n: int) -> str:
+    hosts = rng.sample(range(w.hosts), n)
+    return "(" + " or ".join(f"hostname = 'host_{h}'" for h in hosts) + ")"
+
+
+def single_groupby(metrics: int, hosts: int, hours: int) -> Callable[[random.Random, Workload], str]:
+    def make(rng: random.Random, w: Workload) -> str:
+        start, end = random_window(rng, w, hours * HOUR_S)
+        selects = ", ".join(f"max({m})" for m in CPU_FIELDS[:metrics])
+        return (f"SELECT {selects} from cpu where {host_clause(rng, w, hosts)} and time >= '{start}' "
+                f"and time < '{end}' group by time(1m)")
+    return make
+
+
+def cpu_max_all(hosts: int) -> Callable[[random.Random, Workload], str]:
+    def make(rng: random.Random, w: Workload) -> str:
+        start, end = random_window(rng, w, 8 * HOUR_S)
+        selects = ",".join(f"max({m})" for m in CPU_FIELDS)
+        return (f"SELECT {selects} from cpu where {host_clause(rng, w, hosts)} and time >= '{start}' "
+                f"and time < '{end}' group by time(1h)")
+    return make
+
+
+def double_groupby(metrics: int) -> Callable[[random.Random, Workload], str]:
+    def make(rng: random.Random, w: Workload) -> str:
+        start, end = random_window(rng, w, 12 * HOUR_S)
+        selects = ", ".join(f"mean({m})" for m in CPU_FIELDS[:metrics])
+        return f"SELECT {selects} from cpu where time >= '{start}' and time < '{end}' group by time(1h),hostname"
+    return make
+
+
+def high_cpu(hosts: int) -> Callable[[random.Random, Workload], str]:
+    def make(rng: random.Random, w: Workload) -> str:
+        start, end = random_window(rng, w, 12 * HOUR_S)
+        where_hosts = f"and {host_clause(rng, w, hosts)}" if hosts else ""
+        return f"SELECT * from cpu where usage_user > 90.0 {where_hosts} and time >= '{start}' and time < '{end}'"
+    return make
+
+
+def lastpoint(rng: random.Random, w: Workload) -> str:
+    return 'SELECT * from cpu group by "hostname" order by time desc limit 1'
+
+
+def groupby_orderby_limit(rng: random.Random, w: Workload) -> str:
+    _, end = random_window(rng, w, HOUR_S)
+    return f"SELECT max(usage_user) from cpu WHERE time < '{end}' group by time(1m) limit 5"
+
+
+QUERY_TYPES: dict[str, Callable[[random.Random, Workload], str]] = {
+    "single-groupby-1-1-1": single_groupby(1, 1, 1),
+    "single-groupby-1-1-12": single_groupby(1, 1, 12),
+    "single-groupby-1-8-1": single_groupby(1, 8, 1),
+    "single-groupby-5-1-1": single_groupby(5, 1, 1),
+    "single-groupby-5-1-12": single_groupby(5, 1, 12),
+    "single-groupby-5-8-1": single_groupby(5, 8, 1),
+    "cpu-max-all-1": cpu_max_all(1),
+    "cpu-max-all-8": cpu_max_all(8),
+    "double-groupby-1": double_groupby(1),
+    "double-groupby-5": double_groupby(5),
+    "double-groupby-all": double_groupby(10),
+    "high-cpu-all": high_cpu(0),
+    "high-cpu-1": high_cpu(1),
+    "lastpoint": lastpoint,
+    "groupby-orderby-limit": groupby_orderby_limit,
+}
+
+
+def timed_query(url: str, q: str) -> tuple[float, int, str]:
+    """GET /query as TSBS does; returns (seconds incl. reading the body, result rows, error text or '')."""
+    request = urllib.request.Request(f"{url}/query?{urllib.parse.urlencode({'db': DB, 'q': q})}")
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as response:
+        raw = response.read()
+    elapsed = time.perf_counter() - start
+    body = json.loads(raw)
+    errors = [r["error"] for r in body.get("results", []) if "error" in r]
+    rows = sum(len(s.get("values", [])) for r in body.get("results", []) for s in r.get("series", []))
+    return elapsed, rows, "; ".join(errors)
+
+
+def load_cached(out: Path, w: Workload, connections: int) -> tuple[InfluxDBProcess, ServerProcess]:
+    """Start both servers on data dirs under `out`; load the dataset only when the marker does not match."""
+    marker = out / "query-dataset.json"
+    wanted = {"hosts": w.hosts, "hours": w.hours, "seed": 1, "db": DB}
+    cached = marker.exists() and json.loads(marker.read_text()) == wanted
+    if not cached:
+        for name in ("query-influxdb", "query-edgets"):
+            if (out / name).exists():
+                raise SystemExit(f"{out / name} holds other data: remove it (or pass another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    influx = InfluxDBProcess(out / "query-influxdb").start()
+    edgets = ServerProcess(out / "query-edgets", "--set", "http.default_database=", "--fsync", "never").start()
+    if cached:
+        print(f"# reusing the loaded data in {out} ({marker.name})")
+        return influx, edgets
+    print(f"# generating TSBS cpu: {w.hosts} hosts x {w.hours} h ...", flush=True)
+    bodies = list(cpu_lines(tsbs_cpu(hosts=w.hosts, hours=w.hours), batch_lines=5000))
+    for name, url in (("influxdb", influx.url), ("edgets", edgets.url)):
+        seconds = asyncio.run(load(url, DB, bodies, connections))
+        print(f"# loaded {name} in {seconds:.1f} s", flush=True)
+    marker.write_text(json.dumps(wanted))
+    return influx, edgets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--instances", type=int, default=5, help="random instances per query type (median taken)")
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--hours", type=float, default=24.0)
+    ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--connections", type=int, default=4, help="concurrent writers while loading")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"), help="cached data dirs")
+    ap.add_argument("--types", default="", help="comma-separated subset of query types")
+    args = ap.parse_args()
+    w = Workload(args.hosts, args.hours)
+    types = [t for t in args.types.split(",") if t] or list(QUERY_TYPES)
+    print(f"# bench/query.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()} cores={os.cpu_count()} "
+          f"python={platform.python_version()}  instances={args.instances} seed={args.seed}")
+    influx, edgets = load_cached(Path(args.out), w, args.connections)
+    try:
+        print(f"{'query type':<24}{'edgets ms':>11}{'influx ms':>11}{'ratio':>8}  rows(e/i)  notes")
+        ratios: list[float] = []
+        for name in types:
+            rng = random.Random(f"{args.seed}:{name}")
+            queries = [QUERY_TYPES[name](rng, w) for _ in range(args.instances)]
+            timed_query(edgets.url, queries[0])  # warm-up, untimed: caches, numba, file handles
+            timed_query(influx.url, queries[0])
+            ours: list[float] = []
+            theirs: list[float] = []
+            notes: set[str] = set()
+            rows_e = rows_i = 0
+            for i, q in enumerate(queries):  # alternate who goes first
+                order = [("e", edgets.url), ("i", influx.url)] if i % 2 == 0 else [("i", influx.url), ("e", edgets.url)]
+                for who, url in order:
+                    seconds, rows, error = timed_query(url, q)
+                    if error:
+                        notes.add(f"{who}: {error[:80]}")
+                    if who == "e":
+                        ours.append(seconds)
+                        rows_e += rows
+                    else:
+                        theirs.append(seconds)
+                        rows_i += rows
+            if rows_e != rows_i:
+                notes.add("ROW COUNTS DIFFER")
+            med_e, med_i = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+            ratios.append(med_e / med_i)
+            print(f"{name:<24}{med_e:>11.1f}{med_i:>11.1f}{med_e / med_i:>8.2f}  {rows_e}/{rows_i}  "
+                  f"{' | '.join(sorted(notes))}", flush=True)
+        print(f"# geometric mean ratio edgets/influxdb: {statistics.geometric_mean(ratios):.2f} "
+              "(< 1: edgets faster)")
+    finally:
+        edgets.stop()
+        influx.stop()
+
+
+if __name__ == "__main__":
+    main()
