@@ -5,6 +5,7 @@ Owns field types, their Arrow mapping and the canonical series key; no I/O here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -59,6 +60,8 @@ _INFLUX_NAMES = {
 }
 
 TIME_COLUMN = "time"
+TAG_KEYS_METADATA = "edgets:tag_keys"
+"""Arrow schema metadata key listing which string columns are tags (JSON list)."""
 MIN_TIME_NS = -9223372036854775806  # 1677-09-21T00:12:43.145224194Z, as InfluxDB
 MAX_TIME_NS = 9223372036854775806  # 2262-04-11T23:47:16.854775806Z
 
@@ -133,4 +136,4 @@ class Batch:
             cols[key] = dictionary.take(pa.array(sid, type=pa.int32()))
         for name in sorted(self.fields):
             cols[name] = self.fields[name]
-        return pa.table(cols)
+        return pa.table(cols).replace_schema_metadata({TAG_KEYS_METADATA: json.dumps(keys)})
