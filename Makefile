@@ -11,6 +11,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m edge_agent.warmup
 	touch $(STAMP)
 
 # Debian packages the tests start: Mosquitto (MQTT broker) and InfluxDB 1.6.7 (reference server).

@@ -52,9 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="Run an edge storage node with the HTTP API.",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=describe_options())
     _common(serve)
-    run = sub.add_parser("run", help="The demo of `make run`: an edge node fed by the mapper simulator.",
+    agent = sub.add_parser("agent", help="The edge agent: HTTP API + KubeEdge MQTT ingestion + "
+                           "HTTP push receiver in one process.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=describe_options())
+    _common(agent)
+    agent.add_argument("--summary", type=float, default=0.0, metavar="SECONDS",
+                       help="Print a status line every SECONDS (0: never).")
+    run = sub.add_parser("run", help="The demo of `make run`: an edge agent fed by the mapper "
+                         "simulator (through Mosquitto when installed, else over HTTP).",
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=describe_options())
     _common(run)
+    run.add_argument("--devices", type=int, default=10, help="Simulated devices (default %(default)s).")
+    run.add_argument("--rate", type=float, default=1.0, help="Readings/s per device (default %(default)s).")
+    run.add_argument("--summary", type=float, default=3.0, metavar="SECONDS",
+                     help="Status line interval (default %(default)s).")
+    from edge_agent.simulator import build_parser as simulator_parser
+
+    simulator_parser(sub.add_parser("simulate", help="Fake KubeEdge mappers publishing the mapper "
+                                    "wire formats over MQTT and HTTP."))
+    cloud = sub.add_parser("cloud", help="The cloud side: receive segments from edge nodes ([cloud] "
+                           "tokens), serve /query over all of them (tag node), export Parquet.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=describe_options())
+    _common(cloud)  # --data-dir and --bind mean cloud.cloud_dir and cloud.bind here
     query = sub.add_parser("query", help="Run InfluxQL or SQL against a server and print the result.")
     from edge_agent.query_cli import add_arguments
 
@@ -64,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    if args.command == "simulate":
+        from edge_agent.simulator import main as simulate
+
+        return simulate(raw[raw.index("simulate") + 1:])
     if args.command == "query":
         from edge_agent.query_cli import run as run_query
 
@@ -75,11 +99,52 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edgets: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("serve", "run"):
+    if args.command == "serve":
         from edge_agent.edge_node import run_edge_node
+        from edge_agent.sync_component import sync_components
 
-        asyncio.run(run_edge_node(config))
+        try:
+            components = sync_components(config)
+        except ValueError as exc:
+            print(f"edgets serve: configuration error: {exc}", file=sys.stderr)
+            return 2
+        asyncio.run(run_edge_node(config, components))
         return 0
+    if args.command == "cloud":
+        from edge_agent.cloud import run_cloud
+
+        if args.data_dir:
+            config.cloud.cloud_dir = args.data_dir
+        if args.bind:
+            config.cloud.bind = args.bind
+        try:
+            asyncio.run(run_cloud(config))
+        except ValueError as exc:
+            print(f"edgets cloud: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "agent":
+        from edge_agent.agent import agent_state, run_agent
+
+        try:
+            state = agent_state(config)  # Device YAML, topics, broker address
+        except (ValueError, OSError) as exc:
+            print(f"edgets agent: configuration error: {exc}", file=sys.stderr)
+            return 2
+        from edge_agent.sync_component import sync_components
+
+        try:
+            after = sync_components(config)
+        except ValueError as exc:
+            print(f"edgets agent: configuration error: {exc}", file=sys.stderr)
+            return 2
+        asyncio.run(run_agent(config, summary_interval_s=args.summary, state=state, after=after))
+        return 0
+    if args.command == "run":
+        from edge_agent.demo import run_demo
+
+        return run_demo(config, devices=args.devices, rate_hz=args.rate,
+                        summary_interval_s=args.summary, bind_given=bool(args.bind))
     parser.error(f"unknown command {args.command}")
     return 2
 

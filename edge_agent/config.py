@@ -88,19 +88,100 @@ class QuerySection:
     max_memory: int = opt(1024**3, "Memory a single query may use in DuckDB.", "size")
 
 
+TWIN_TOPICS = ["$hw/events/device/+/+/twin/update", "$hw/events/device/+/twin/update"]
+
+
+@dataclass
+class MqttSection:
+    enabled: bool = opt(True, "Subscribe to the MQTT broker (`edgets agent`); false: HTTP intake only.")
+    broker: str = opt("tcp://127.0.0.1:1883", "Broker address tcp://host:port (down at start: retried forever).")
+    client_id: str = opt("edgets-agent", "Fixed client id: the broker keeps our persistent session under it.")
+    twin_topics: list = opt(list(TWIN_TOPICS), "EdgeCore twin update topic filters (decoded as twin updates).")
+    text_topics: dict = opt({}, "Mapper plain-text topics: topic -> 'measurement.field' or "
+                            "'measurement.field:TYPE' (INT FLOAT DOUBLE STRING BOOLEAN BYTES); "
+                            "Device YAML pushMethod.mqtt topics are added automatically.")
+    datamodel_topics: list = opt([], "Topic filters carrying mapper DataModel JSON.")
+    lineprotocol_topics: list = opt([], "Topic filters carrying InfluxDB line protocol.")
+    lineprotocol_precision: str = opt("ns", "Timestamp precision of line protocol on MQTT: ns, us, ms, s.")
+    session_expiry: float = opt(7 * 86400.0, "How long the broker keeps our session (and queues "
+                                "messages) while the agent is down.", "duration")
+    receive_maximum: int = opt(100, "Un-acknowledged QoS 1 messages the broker may send us at once.")
+    keepalive: float = opt(30.0, "MQTT keep-alive interval.", "duration")
+    reconnect_max: float = opt(30.0, "Longest pause between reconnection attempts.", "duration")
+    max_batch_messages: int = opt(256, "Messages coalesced into one storage write.")
+
+
+@dataclass
+class KubeedgeSection:
+    database: str = opt("edge", "Database KubeEdge device data (MQTT and HTTP push) is written to.")
+    timezone: str = opt("UTC", "The mappers' local time zone (text and HTTP push carry local time).")
+    http_paths: dict = opt({}, "Mapper HTTP push requestPath -> 'namespace/device' (Device YAML "
+                           "pushMethod.http paths are added automatically).")
+    http_measurement: str = opt("device_data", "Measurement of HTTP push readings.")
+    datamodel_measurement: str = opt("device_data", "Measurement of DataModel JSON readings.")
+    twin_measurement: str = opt("device_twin", "Measurement of twin update readings.")
+    twin_layout: str = opt("by_type", "'by_type' (value, value_int, value_bool, value_str) or 'value'.")
+    on_bad_value: str = opt("raw", "A value not matching its Device Model type: 'raw' (kept as "
+                            "string field <field>_raw) or 'reject' (dropped).")
+    default_namespace: str = opt("default", "Namespace of devices published without one.")
+    coerce_influx_strings: bool = opt(False, "Line protocol writes into `database` whose "
+                                      "(measurement, field) matches a Device's dbMethod influxdb2 "
+                                      "config: convert the mapper's string value to the Device "
+                                      "Model type.")
+
+
+@dataclass
+class DevicesSection:
+    dir: str = opt("", "Directory of KubeEdge Device/DeviceModel YAML (v1beta1): types every "
+                   "property and adds its MQTT topics and HTTP push paths.")
+
+
+@dataclass
+class SyncSection:
+    url: str = opt("", "Cloud to stream sealed segments to, ws://host:port or wss://host:port "
+                   "(empty: sync off; data stays at the edge).")
+    node_id: str = opt("", "This edge node's id in the cloud (letters, digits, _ . -); empty: the host name.")
+    token: str = opt("", "Shared secret for this node, as listed in the cloud's [cloud] tokens.")
+    ca_file: str = opt("", "PEM CA bundle to verify the cloud's TLS certificate (wss://).")
+    bandwidth: int = opt(0, "Upload cap in bytes per second (0 = unlimited).", "size")
+    chunk_size: int = opt(256 << 10, "Bytes per upload chunk (the cloud may lower it).", "size")
+    backoff_cap: float = opt(30.0, "Longest pause between reconnection attempts (retries never give up).", "duration")
+    heartbeat: float = opt(5.0, "WebSocket ping interval: a dead connection is noticed within ~1.5x this.", "duration")
+    compress: bool = opt(True, "zstd-compress chunks when it saves at least 10%.")
+
+
+@dataclass
+class CloudSection:
+    cloud_dir: str = opt("./cloud", "Directory of the cloud's received segments and SQLite catalog.")
+    bind: str = opt("127.0.0.1:8087", "host:port of the cloud's HTTP API and sync endpoint (port 0: any free port).")
+    tokens: dict = opt({}, "Edge node id -> sync token (TOML table, or node:token,node:token); "
+                       "other nodes get 401.")
+    tls_cert: str = opt("", "PEM certificate file: serve HTTPS/wss when set together with tls_key.")
+    tls_key: str = opt("", "PEM private key file for tls_cert.")
+    parquet_root: str = opt("", "Export committed segments as Hive-partitioned Parquet under this "
+                            "directory or URI (s3://bucket/prefix?endpoint_override=...); empty: off.")
+    export_interval: float = opt(300.0, "Pause between Parquet export runs.", "duration")
+
+
 @dataclass
 class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     http: HttpSection = field(default_factory=HttpSection)
     query: QuerySection = field(default_factory=QuerySection)
-    extra: dict = field(default_factory=dict)  # sections owned by other components (mqtt, sync, cloud)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    kubeedge: KubeedgeSection = field(default_factory=KubeedgeSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    cloud: CloudSection = field(default_factory=CloudSection)
 
     @property
     def data_path(self) -> Path:
         return Path(self.storage.data_dir)
 
 
-SECTIONS = {"storage": StorageSection, "http": HttpSection, "query": QuerySection}
+SECTIONS = {"storage": StorageSection, "http": HttpSection, "query": QuerySection,
+            "mqtt": MqttSection, "kubeedge": KubeedgeSection, "devices": DevicesSection,
+            "sync": SyncSection, "cloud": CloudSection}
 
 
 def _coerce(section: str, name: str, value: Any, source: str) -> Any:
@@ -139,8 +220,7 @@ def _coerce(section: str, name: str, value: Any, source: str) -> Any:
 
 def _apply(config: Config, section: str, name: str, value: Any, source: str) -> None:
     if section not in SECTIONS:
-        config.extra.setdefault(section, {})[name] = value
-        return
+        raise ConfigError(f"unknown section [{section}] in {source}; known: {', '.join(SECTIONS)}")
     known = {f.name for f in fields(SECTIONS[section])}
     if name not in known:
         raise ConfigError(f"unknown option {section}.{name} in {source}; known: {', '.join(sorted(known))}")

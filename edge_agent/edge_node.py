@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edge_agent.config import Config
 from edge_agent.http_app import build_app
+from edge_agent.warmup import warm_up
 from storage.engine import StorageConfig, StorageEngine
 
 log = logging.getLogger("edgets")
@@ -52,6 +53,9 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 Component = Callable[["EdgeNode"], Awaitable[Callable[[], Awaitable[None]]]]
 """Started after the HTTP server is up; returns its async stop function."""
 
+AppSetup = Callable[[web.Application, StorageEngine], None]
+"""Called before the HTTP server starts (routes and health checks can still be added)."""
+
 
 @dataclass
 class EdgeNode:
@@ -85,12 +89,16 @@ def add_query_routes(app: web.Application, engine: StorageEngine, config: Config
 
 
 async def run_edge_node(config: Config, components: list[Component] | None = None,
-                        stop_event: asyncio.Event | None = None) -> None:
+                        stop_event: asyncio.Event | None = None,
+                        app_setup: list[AppSetup] | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or stop_event); then stop intake, flush and close."""
     loop = asyncio.get_running_loop()
+    warming = loop.run_in_executor(None, warm_up)  # compile/load numba kernels while storage opens
     engine = await loop.run_in_executor(None, open_engine, config)
     app = build_app(config, engine)
     add_query_routes(app, engine, config)
+    for setup in app_setup or []:
+        setup(app, engine)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = split_bind(config.http.bind)
@@ -121,5 +129,6 @@ async def run_edge_node(config: Config, components: list[Component] | None = Non
             except Exception:  # a failing component must not keep the others from stopping
                 log.exception("component stop failed")
         await runner.cleanup()
+        await warming
         await loop.run_in_executor(None, engine.close)
         print("edgets: stopped cleanly", flush=True)

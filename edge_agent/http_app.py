@@ -33,6 +33,8 @@ OPEN_PATHS = {"/ping", "/health", "/metrics"}
 HealthCheck = Callable[[], dict]
 HEALTH_KEY: web.AppKey[list[HealthCheck]] = web.AppKey("health_checks", list)
 AUTH_KEY: web.AppKey[Credentials] = web.AppKey("credentials")
+OPEN_PATHS_KEY: web.AppKey[frozenset[str]] = web.AppKey("open_paths", frozenset)
+"""Extra paths of an app that do their own authentication (the cloud's sync endpoint)."""
 
 
 class Credentials:
@@ -110,7 +112,8 @@ async def influx_headers(request: web.Request, handler: Callable[[web.Request], 
 async def require_auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """401 with InfluxDB's body when auth is on and the request carries no valid credential."""
     creds = request.app[AUTH_KEY]
-    if not creds.enabled or request.path in OPEN_PATHS or creds.allows(request):
+    if (not creds.enabled or request.path in OPEN_PATHS
+            or request.path in request.app.get(OPEN_PATHS_KEY, frozenset()) or creds.allows(request)):
         return await handler(request)
     if _is_v1(request.path):
         body = {"error": "authorization failed"}
@@ -171,4 +174,17 @@ def build_app(config: Config, engine: StorageEngine, parse_threads: int = 2) -> 
     app.router.add_route("HEAD", "/ping", handle_ping)
     app.router.add_get("/health", handle_health)
     add_write_routes(app)
+    return app
+
+
+def build_service_app(config: Config, open_paths: frozenset[str] = frozenset()) -> web.Application:
+    """InfluxDB headers, auth ([http] settings), /ping and /health without a storage engine
+    (the cloud process); `open_paths` skip the auth check because they authenticate themselves."""
+    app = web.Application(middlewares=[influx_headers, require_auth])
+    app[AUTH_KEY] = Credentials(config.http.auth_enabled, list(config.http.tokens), dict(config.http.users))
+    app[HEALTH_KEY] = []
+    app[OPEN_PATHS_KEY] = frozenset(open_paths)
+    app.router.add_route("GET", "/ping", handle_ping)
+    app.router.add_route("HEAD", "/ping", handle_ping)
+    app.router.add_get("/health", handle_health)
     return app

@@ -14,11 +14,11 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     path = tmp_path / "edgets.toml"
     path.write_text('[storage]\ndata_dir = "/srv/a"\nmemory_budget = "64MiB"\n'
                     '[http]\nbind = "0.0.0.0:9000"\nauth_enabled = true\ntokens = ["t1"]\n'
-                    '[mqtt]\nbroker = "tcp://127.0.0.1:1883"\n')
+                    '[query]\ntimeout = "5s"\n')
     cfg = load_config(path, environ={})
     assert cfg.storage.data_dir == "/srv/a" and cfg.storage.memory_budget == 64 * 2**20
     assert cfg.http.auth_enabled is True and cfg.http.tokens == ["t1"]
-    assert cfg.extra["mqtt"]["broker"] == "tcp://127.0.0.1:1883"
+    assert cfg.query.timeout == 5.0
     cfg = load_config(path, environ={"EDGETS_STORAGE_DATA_DIR": "/srv/b", "EDGETS_HTTP_AUTH_ENABLED": "false"})
     assert cfg.storage.data_dir == "/srv/b" and cfg.http.auth_enabled is False
     cfg = load_config(path, {"storage.data_dir": "/srv/c"}, environ={"EDGETS_STORAGE_DATA_DIR": "/srv/b"})
@@ -32,6 +32,9 @@ def test_errors_name_the_option_and_source(tmp_path: Path) -> None:
         load_config(path, environ={})
     path.write_text('[http]\nbnd = "x"\n')
     with pytest.raises(ConfigError, match="unknown option http.bnd"):
+        load_config(path, environ={})
+    path.write_text('[htp]\nbind = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown section \[htp\]"):
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml", environ={})

@@ -1,0 +1,76 @@
+"""Compiles (or loads from numba's cache) every hot kernel once: parser, codecs, segment files.
+
+Run at install time (`python -m edge_agent.warmup`, from the Makefile) so the first write of a
+fresh install does not wait for compilation, and in the background when a node starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+_BODY = (
+    b"warm,host=a,region=eu\\ west f=1.5,i=-3i,u=7u,s=\"x\",b=true 1700000000000000000\n"
+    b"warm,host=b f=2.25,i=4i,u=9u,s=\"y\\\"z\",b=F 1700000010000000000\n"
+    b"bad line\n"
+)
+
+
+def warm_parser() -> None:
+    from ingest.lineproto import parse_lines
+
+    for precision in ("ns", "s"):
+        parse_lines(_BODY, precision)
+
+
+def warm_codecs() -> None:
+    from storage import codecs
+
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.integers(-2, 3, 3000)).astype(np.int64)
+    times = 1_700_000_000_000_000_000 + np.arange(3000, dtype=np.int64) * 10**10 + rng.integers(0, 10**6, 3000)
+    decimals = np.round(20 + np.cumsum(rng.normal(0, 0.1, 3000)), 2)
+    for values in (walk, walk * 1000 + 7, rng.integers(-(2**62), 2**62, 3000)):
+        codecs.decode_ints(codecs.encode_ints(values))
+        codecs.decode_uints(codecs.encode_uints(values.view(np.uint64)))
+    codecs.decode_timestamps(codecs.encode_timestamps(times))
+    for floats in (decimals, rng.normal(0, 1, 3000), np.full(10, 1.5)):
+        codecs.decode_floats(codecs.encode_floats(floats))
+        codecs.decode_floats(codecs.encode_floats_gorilla(floats))
+    codecs.decode_bools(codecs.encode_bools(rng.random(3000) < 0.1))
+    codecs.decode_strings(codecs.encode_strings(pa.array(["ok", "warn"] * 1500)))
+    codecs.decode_validity(codecs.encode_validity(rng.random(3000) < 0.9))
+
+
+def warm_segments() -> None:
+    from ingest.lineproto import parse_lines
+    from storage.segment_format import read_segment, write_segment
+
+    batch = next(iter(parse_lines(_BODY).batches.values()))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "warm.seg"
+        write_segment(path, database="warm", measurement="warm", seq=1, table=batch.to_arrow())
+        read_segment(path)
+
+
+def warm_up() -> float:
+    """Run every warm-up; returns seconds taken. Failures are logged, never raised."""
+    start = time.perf_counter()
+    for step in (warm_parser, warm_codecs, warm_segments):
+        try:
+            step()
+        except Exception:  # warm-up must never stop a node from starting
+            log.exception("warm-up step %s failed", step.__name__)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    print(f"edgets: numba kernels compiled and cached in {warm_up():.1f} s")

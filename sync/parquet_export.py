@@ -1,0 +1,401 @@
+"""Cloud Parquet export: committed node segments -> Hive-partitioned Parquet files
+(measurement=<m>/day=<YYYY-MM-DD>/part-<node>-<n>.parquet) on a local dir or S3, tracked in the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from storage.batch import TIME_COLUMN
+from storage.compaction import merge_tables
+from storage.fsio import fsync_dir
+from storage.segment_format import SegmentCorrupt, read_segment, time_array
+from storage.segment_store import encode_dir_name
+from sync.cloud_store import NODE_TAG, CloudSegment, CloudTableSource, _overlapping, conform
+
+log = logging.getLogger(__name__)
+
+DAY_NS = 86_400 * 10**9
+DATABASE_COLUMN = "database"
+LOCK_NAME = "parquet_export.lock"
+MIGRATION = "parquet_export_v1"
+_MIGRATION_SQL = """
+CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS parquet_batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, database TEXT NOT NULL,
+    measurement TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('writing', 'done')),
+    files TEXT NOT NULL, rows INTEGER NOT NULL, started_ns INTEGER NOT NULL, finished_ns INTEGER
+);
+CREATE TABLE IF NOT EXISTS parquet_exported (
+    node TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+    batch_id INTEGER NOT NULL REFERENCES parquet_batches(id),
+    PRIMARY KEY (node, epoch, seq)
+);
+"""
+CrashHook = Callable[[str], None]
+"""Called at each export stage ('planned', 'written', 'moved'): fault injection for tests."""
+
+
+class ExportError(RuntimeError):
+    """An export step failed (context: which batch, which file)."""
+
+
+@dataclass
+class ExportConfig:
+    cloud_dir: Path
+    root_uri: str  # local directory, file:///dir or s3://bucket/prefix?endpoint_override=...
+    max_batch_bytes: int = 64 << 20  # segment bytes merged into one batch (bounds memory)
+    max_batch_segments: int = 256
+    compression: str = "zstd"
+
+
+@dataclass
+class ExportReport:
+    batches: int = 0
+    segments: int = 0
+    rows: int = 0
+    files: list[str] = field(default_factory=list)
+    recovered_batches: int = 0
+    skipped_segments: int = 0
+
+
+def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem + base path for a root URI (plain paths are local directories)."""
+    if "://" not in uri:
+        uri = str(Path(uri).resolve())
+        Path(uri).mkdir(parents=True, exist_ok=True)
+    filesystem, base = pafs.FileSystem.from_uri(uri)
+    return filesystem, base.rstrip("/")
+
+
+def day_of(day_number: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day_number))).isoformat()
+
+
+def partition_dir(measurement: str, day: str) -> str:
+    return f"measurement={encode_dir_name(measurement)}/day={day}"
+
+
+class ParquetExporter:
+    """One exporter per cloud_dir (an exclusive lock file). Crash-safe protocol per batch:
+    1. catalog: batch row 'writing' with the final file names (committed before any write);
+    2. each file written under a hidden `.tmp` name, then moved to its final name;
+    3. catalog, one transaction: segments -> parquet_exported, batch -> 'done'.
+    A batch found 'writing' at the next run is rolled back (its files deleted, row removed) and
+    its segments exported again: nothing is lost, nothing stays exported twice."""
+
+    def __init__(self, config: ExportConfig, crash_hook: CrashHook | None = None) -> None:
+        self.config = config
+        self.cloud_dir = Path(config.cloud_dir)
+        self.source = CloudTableSource(self.cloud_dir)
+        self.fs, self.base = open_root(config.root_uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.crash_hook = crash_hook
+        self.counters: dict[str, int] = {"runs": 0, "batches": 0, "segments": 0, "rows": 0,
+                                         "files": 0, "recovered_batches": 0, "errors": 0}
+        self.last_error: str | None = None
+        self.last_run_ns = 0
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd = -1
+
+    # ------------------------------------------------------------ catalog
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            path = self.cloud_dir / "catalog.sqlite"
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_MIGRATION_SQL)  # idempotent (IF NOT EXISTS), then recorded
+            conn.execute("INSERT OR IGNORE INTO migrations VALUES (?, ?)", (MIGRATION, time.time_ns()))
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _take_lock(self) -> None:
+        if self._lock_fd >= 0:
+            return
+        fd = os.open(self.cloud_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise ExportError(f"{self.cloud_dir}: another Parquet exporter is running") from exc
+        self._lock_fd = fd
+
+    def exported_keys(self) -> set[tuple[str, str, int]]:
+        rows = self._db().execute("SELECT node, epoch, seq FROM parquet_exported").fetchall()
+        return {(str(n), str(e), int(s)) for n, e, s in rows}
+
+    def done_files(self) -> list[str]:
+        """Final paths (relative to the root) of every committed batch's files."""
+        out: list[str] = []
+        for (files,) in self._db().execute("SELECT files FROM parquet_batches WHERE state='done'"):
+            out.extend(json.loads(files))
+        return sorted(out)
+
+    # ------------------------------------------------------------ files
+    def _full(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    @staticmethod
+    def _tmp_of(rel: str) -> str:
+        head, _, name = rel.rpartition("/")
+        return f"{head}/.{name}.tmp"
+
+    def _delete_file(self, rel: str) -> None:
+        for candidate in (rel, self._tmp_of(rel)):
+            full = self._full(candidate)
+            if self.fs.get_file_info(full).type == pafs.FileType.File:
+                self.fs.delete_file(full)
+                if self.local:
+                    fsync_dir(Path(full).parent)
+
+    def _write_file(self, rel: str, table: pa.Table) -> None:
+        final, tmp = self._full(rel), self._full(self._tmp_of(rel))
+        directory = final.rpartition("/")[0]
+        self.fs.create_dir(directory, recursive=True)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                pq.write_table(table, out, compression=self.config.compression)
+            if self.local:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(f"writing Parquet file {tmp} failed: {exc}") from exc
+
+    def _move_file(self, rel: str) -> None:
+        final, tmp = self._full(rel), self._full(self._tmp_of(rel))
+        try:
+            self.fs.move(tmp, final)
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(f"moving {tmp} to {final} failed: {exc}") from exc
+        if self.local:
+            directory = Path(final).parent
+            fsync_dir(directory)
+            fsync_dir(directory.parent)  # new day=/measurement= directories
+            fsync_dir(directory.parent.parent)
+
+    # ------------------------------------------------------------ export
+    def recover(self) -> int:
+        """Roll back batches a crash left in 'writing': delete their files, then the row."""
+        db = self._db()
+        pending = db.execute("SELECT id, files FROM parquet_batches WHERE state='writing'").fetchall()
+        for batch_id, files in pending:
+            for rel in json.loads(files):
+                self._delete_file(rel)
+            db.execute("DELETE FROM parquet_batches WHERE id=? AND state='writing'", (batch_id,))
+            log.warning("parquet export: rolled back unfinished batch %d (%s)", batch_id, files)
+        self.counters["recovered_batches"] += len(pending)
+        return len(pending)
+
+    def plan(self) -> tuple[list[list[CloudSegment]], list[CloudSegment]]:
+        """Batches of unexported visible segments (one node, database, measurement each), and the
+        compaction outputs whose inputs were all exported already (recorded, not re-exported)."""
+        exported = self.exported_keys()
+        groups: dict[tuple[str, str, str], list[CloudSegment]] = {}
+        already: list[CloudSegment] = []
+        for s in self.source.segments():
+            c = s.committed
+            if (c.node, c.epoch, c.seq) in exported:
+                continue
+            if s.footer.replaces and all((c.node, c.epoch, r) in exported for r in s.footer.replaces):
+                already.append(s)
+                continue
+            groups.setdefault((c.node, c.database, c.measurement), []).append(s)
+        batches: list[list[CloudSegment]] = []
+        for members in groups.values():
+            members.sort(key=lambda s: s.order)
+            batch: list[CloudSegment] = []
+            size = 0
+            for s in members:
+                if batch and (size + s.committed.size > self.config.max_batch_bytes
+                              or len(batch) >= self.config.max_batch_segments):
+                    batches.append(batch)
+                    batch, size = [], 0
+                batch.append(s)
+                size += s.committed.size
+            if batch:
+                batches.append(batch)
+        return batches, already
+
+    def _rows_of(self, batch: list[CloudSegment]) -> pa.Table | None:
+        first = batch[0].committed
+        types = CloudTableSource._field_types(batch)
+        tags = sorted({k for s in batch for k in s.footer.tag_keys} - {NODE_TAG})
+        schema = pa.schema([pa.field(TIME_COLUMN, pa.timestamp("ns"), nullable=False)]
+                           + [pa.field(k, pa.string()) for k in tags]
+                           + [pa.field(f, t.arrow_type) for f, t in types.items()])
+        tables = []
+        for s in batch:
+            try:
+                tables.append(conform(read_segment(s.committed.path), schema))
+            except (SegmentCorrupt, OSError) as exc:
+                raise ExportError(f"segment node={s.node} seq={s.committed.seq} "
+                                  f"({s.committed.path}) unreadable: {exc}") from exc
+        if len(tables) > 1 and _overlapping(batch):
+            rows = merge_tables(tables, first.measurement, tags)
+        else:
+            rows = pa.concat_tables(tables).combine_chunks()
+        if rows.num_rows == 0:
+            return None
+        rows = rows.append_column(NODE_TAG, pa.array([first.node] * rows.num_rows, type=pa.string()))
+        return rows.append_column(DATABASE_COLUMN,
+                                  pa.array([first.database] * rows.num_rows, type=pa.string()))
+
+    def _crash_point(self, stage: str) -> None:
+        if self.crash_hook is not None:
+            self.crash_hook(stage)
+
+    def export_batch(self, batch: list[CloudSegment]) -> tuple[int, list[str]]:
+        """Export one batch (see the class doc); returns (rows, files written)."""
+        db = self._db()
+        first = batch[0].committed
+        rows = self._rows_of(batch)
+        days: list[tuple[str, pa.Table]] = []
+        if rows is not None:
+            day_numbers = time_array(rows) // DAY_NS
+            for day in np.unique(day_numbers):
+                mask = pa.array(day_numbers == day)
+                days.append((day_of(int(day)), rows.filter(mask)))
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute("INSERT INTO parquet_batches (node, database, measurement, state, files,"
+                             " rows, started_ns) VALUES (?, ?, ?, 'writing', '[]', ?, ?)",
+                             (first.node, first.database, first.measurement,
+                              0 if rows is None else rows.num_rows, time.time_ns()))
+            batch_id = int(cur.lastrowid or 0)
+            files = [f"{partition_dir(first.measurement, day)}/part-{first.node}-{batch_id}.parquet"
+                     for day, _ in days]
+            db.execute("UPDATE parquet_batches SET files=? WHERE id=?", (json.dumps(files), batch_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._crash_point("planned")
+        for rel, (_, table) in zip(files, days, strict=True):
+            self._write_file(rel, table)
+        self._crash_point("written")
+        for rel in files:
+            self._move_file(rel)
+        self._crash_point("moved")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO parquet_exported VALUES (?, ?, ?, ?)",
+                           [(s.node, s.committed.epoch, s.committed.seq, batch_id) for s in batch])
+            db.execute("UPDATE parquet_batches SET state='done', finished_ns=? WHERE id=?",
+                       (time.time_ns(), batch_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return (0 if rows is None else rows.num_rows), files
+
+    def export_once(self) -> ExportReport:
+        """Roll back unfinished batches, then export every committed, unexported segment."""
+        self._take_lock()
+        report = ExportReport()
+        self.counters["runs"] += 1
+        try:
+            report.recovered_batches = self.recover()
+            batches, already = self.plan()
+            if already:
+                self._record_covered(already)
+                report.skipped_segments = len(already)
+            for batch in batches:
+                rows, files = self.export_batch(batch)
+                report.batches += 1
+                report.segments += len(batch)
+                report.rows += rows
+                report.files.extend(files)
+            self.last_error = None
+        except Exception as exc:
+            self.counters["errors"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.last_run_ns = time.time_ns()
+            for key, value in (("batches", report.batches), ("segments", report.segments),
+                               ("rows", report.rows), ("files", len(report.files))):
+                self.counters[key] += value
+        return report
+
+    def _record_covered(self, segments: list[CloudSegment]) -> None:
+        """Compaction outputs whose every input is exported: mark them exported (batch of 0 files)."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for s in segments:
+                cur = db.execute("INSERT INTO parquet_batches (node, database, measurement, state,"
+                                 " files, rows, started_ns, finished_ns) VALUES (?, ?, ?, 'done',"
+                                 " '[]', 0, ?, ?)", (s.node, s.committed.database,
+                                                     s.committed.measurement, time.time_ns(),
+                                                     time.time_ns()))
+                db.execute("INSERT INTO parquet_exported VALUES (?, ?, ?, ?)",
+                           (s.node, s.committed.epoch, s.committed.seq, int(cur.lastrowid or 0)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def status(self) -> dict[str, Any]:
+        return {"root": self.config.root_uri, **self.counters, "last_error": self.last_error,
+                "last_run_ns": self.last_run_ns}
+
+
+def _kill_self_at(stage_wanted: str) -> CrashHook:
+    def hook(stage: str) -> None:
+        if stage == stage_wanted:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export committed cloud segments to Parquet once.")
+    parser.add_argument("--cloud-dir", required=True, type=Path)
+    parser.add_argument("--root", required=True, help="Parquet root: directory or URI (s3://...).")
+    parser.add_argument("--max-batch-segments", type=int, default=256)
+    parser.add_argument("--kill-self-at", choices=["planned", "written", "moved"], default=None,
+                        help="Fault injection: SIGKILL this process at that stage of the first batch.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    exporter = ParquetExporter(
+        ExportConfig(args.cloud_dir, args.root, max_batch_segments=args.max_batch_segments),
+        crash_hook=_kill_self_at(args.kill_self_at) if args.kill_self_at else None)
+    try:
+        report = exporter.export_once()
+    finally:
+        exporter.close()
+    print(json.dumps({"batches": report.batches, "segments": report.segments, "rows": report.rows,
+                      "files": report.files, "recovered_batches": report.recovered_batches}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
