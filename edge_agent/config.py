@@ -67,6 +67,15 @@ class StorageSection:
     write_queue: int = opt(32 * 2**20, "Bytes of writes waiting for the WAL's group commit before back-pressure.", "size")
     wal_file_size: int = opt(64 * 2**20, "A WAL file is closed and a new one started past this size.", "size")
     disk_budget: int = opt(0, "Total bytes the data directory may use (0 = until the disk is 95% full).", "size")
+    flush_size: int = opt(16 * 2**20, "A measurement's buffered rows are written to a segment past this size.", "size")
+    flush_age: float = opt(60.0, "... or once its oldest buffered row is this old.", "duration")
+    segment_window: float = opt(86400.0, "Time span of one segment (rows are split by this window).", "duration")
+    unsynced_policy: str = opt(
+        "block",
+        "When the disk budget is full and the oldest segments are not yet in the cloud: 'block' "
+        "(refuse writes with 503/429 until sync catches up) or 'drop_oldest' (drop them, counted and logged).",
+    )
+    compaction: bool = opt(True, "Merge small segments of a measurement and window in the background.")
 
 
 @dataclass
@@ -257,7 +266,16 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         section, name = dotted.split(".", 1)
         _apply(config, section, name, value, f"flag {dotted}")
+    _check_choices(config)
     return config
+
+
+def _check_choices(config: Config) -> None:
+    s = config.storage
+    if s.unsynced_policy not in ("block", "drop_oldest"):
+        raise ConfigError(f"option storage.unsynced_policy must be 'block' or 'drop_oldest', got {s.unsynced_policy!r}")
+    if not re.fullmatch(r"always|never|interval:\d+", s.fsync):
+        raise ConfigError(f"option storage.fsync must be always, never or interval:<ms>, got {s.fsync!r}")
 
 
 def describe_options() -> str:

@@ -32,6 +32,13 @@ def storage_config(config: Config) -> StorageConfig:
         memory_budget_bytes=s.memory_budget,
         write_queue_bytes=s.write_queue,
         disk_budget_bytes=s.disk_budget or None,
+        flush_bytes=s.flush_size,
+        flush_age_s=s.flush_age,
+        flush_window_ns=int(s.segment_window * 1e9),
+        unsynced_policy=s.unsynced_policy,
+        compaction_enabled=s.compaction,
+        flush_on_close=True,  # a graceful stop leaves an empty WAL behind
+        deletes_need_guard=bool(config.sync.url),  # retention waits for the sync ledger's guard
     )
 
 

@@ -4,6 +4,7 @@ snapshots for flushing, and the sorted, de-duplicated read view over its chunks.
 from __future__ import annotations
 
 import threading
+import time as _clock
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,6 +139,15 @@ class FrozenMeasurement:
     seq_max: int
     wal_file_min: int
     nbytes: int
+    active_since: float = 0.0  # monotonic time the oldest of these rows arrived
+
+    def field_names(self) -> list[str]:
+        """Fields that have a column in at least one frozen chunk."""
+        return sorted({name for c in self.chunks for name in c.fields})
+
+    def tag_keys(self) -> list[str]:
+        """Tag keys used by the frozen series."""
+        return sorted({k for tags in self.series.tagsets[: self.n_series] for k, _ in tags})
 
     def to_table(self, field_types: dict[str, FieldType], tag_keys: list[str]) -> pa.Table:
         """The rows in reader shape: sorted by (series key, time), duplicates merged."""
@@ -149,6 +159,10 @@ class MeasurementBuffer:
         self.series = SeriesIndex(measurement)
         self.active: list[Chunk] = []
         self.frozen: list[FrozenMeasurement] = []
+        self.active_since = 0.0  # monotonic time the oldest active row arrived (0: no active rows)
+
+    def active_bytes(self) -> int:
+        return sum(c.nbytes for c in self.active)
 
 
 class WriteBuffer:
@@ -162,12 +176,13 @@ class WriteBuffer:
         self.bytes = 0
         self.rows = 0
 
-    def append(self, db: str, batch: Batch, seq: int, wal_file_no: int, *, merge: bool = True) -> None:
+    def append(self, db: str, batch: Batch, seq: int, wal_file_no: int, *, merge: bool = True) -> int:
         """Add a logged batch. merge=False (WAL replay) keeps one chunk per record so that
-        discard_through() is exact; call compact() afterwards."""
+        discard_through() is exact; call compact() afterwards. Returns the measurement's
+        active (unfrozen) bytes, for the flush policy."""
         n = len(batch)
         if n == 0:
-            return
+            return 0
         with self._lock:
             mb = self._m.get((db, batch.measurement))
             if mb is None:
@@ -181,11 +196,14 @@ class WriteBuffer:
             time = np.array(batch.time, dtype=np.int64, copy=True)
             fields = dict(batch.fields)
             chunk = Chunk(sid, time, fields, seq, seq, wal_file_no, _chunk_bytes(sid, time, fields))
+            if not mb.active:
+                mb.active_since = _clock.monotonic()
             mb.active.append(chunk)
             self.bytes += chunk.nbytes + series_bytes
             self.rows += n
             if merge:
                 self._merge_tail(mb.active)
+            return mb.active_bytes()
 
     def discard_through(self, db: str, measurement: str, seq: int) -> None:
         """Forget active chunks made only of records <= seq (replay of a `flushed` marker)."""
@@ -195,6 +213,8 @@ class WriteBuffer:
                 return
             gone = [c for c in mb.active if c.seq_max <= seq]
             mb.active = [c for c in mb.active if c.seq_max > seq]
+            if not mb.active:
+                mb.active_since = 0.0
             self.bytes -= sum(c.nbytes for c in gone)
             self.rows -= sum(c.rows for c in gone)
 
@@ -266,6 +286,7 @@ class WriteBuffer:
                 return None
             chunks = tuple(mb.active)
             mb.active = []
+            since, mb.active_since = mb.active_since, 0.0
             fz = FrozenMeasurement(
                 db=db,
                 measurement=measurement,
@@ -275,9 +296,73 @@ class WriteBuffer:
                 seq_max=max(c.seq_max for c in chunks),
                 wal_file_min=min(c.wal_file_min for c in chunks),
                 nbytes=sum(c.nbytes for c in chunks),
+                active_since=since,
             )
             mb.frozen.append(fz)
             return fz
+
+    def unfreeze(self, frozen: FrozenMeasurement) -> None:
+        """Undo freeze() after a failed flush: the frozen rows become active again, ahead of
+        (older than) anything appended since, so arrival order is kept."""
+        with self._lock:
+            mb = self._m.get((frozen.db, frozen.measurement))
+            if mb is None or not any(f is frozen for f in mb.frozen):
+                return
+            mb.frozen = [f for f in mb.frozen if f is not frozen]
+            mb.active = list(frozen.chunks) + mb.active
+            mb.active_since = min(frozen.active_since, mb.active_since or frozen.active_since)
+
+    def flush_candidates(self) -> list[tuple[str, str, int, float]]:
+        """(db, measurement, active bytes, monotonic arrival time of the oldest active row) for
+        every measurement with unfrozen rows."""
+        with self._lock:
+            return [(db, m, mb.active_bytes(), mb.active_since) for (db, m), mb in self._m.items() if mb.active]
+
+    def delete_rows(
+        self,
+        db: str,
+        measurement: str | None,
+        start_ns: int | None,
+        end_ns: int | None,
+        tag_filter: dict[str, set[str]] | None,
+    ) -> int:
+        """Remove active rows with start <= time < end whose series matches tag_filter (DELETE).
+        Chunks keep their WAL range, so replay markers stay exact. Returns rows removed."""
+        removed = 0
+        with self._lock:
+            for (d, m), mb in self._m.items():
+                if d != db or (measurement is not None and m != measurement):
+                    continue
+                allowed = mb.series.matching(tag_filter, len(mb.series.tagsets)) if tag_filter else None
+                kept: list[Chunk] = []
+                for c in mb.active:
+                    hit = np.ones(c.rows, dtype=bool)
+                    if start_ns is not None:
+                        hit &= c.time >= start_ns
+                    if end_ns is not None:
+                        hit &= c.time < end_ns
+                    if allowed is not None:
+                        hit &= allowed[c.series_id]
+                    n_hit = int(hit.sum())
+                    if n_hit == 0:
+                        kept.append(c)
+                        continue
+                    removed += n_hit
+                    self.rows -= n_hit
+                    self.bytes -= c.nbytes
+                    if n_hit == c.rows:
+                        continue
+                    rows = np.flatnonzero(~hit)
+                    idx = pa.array(rows, type=pa.int64())
+                    sid, tm = c.series_id[rows], c.time[rows]
+                    fields = {k: v.take(idx) for k, v in c.fields.items()}
+                    nc = Chunk(sid, tm, fields, c.seq_min, c.seq_max, c.wal_file_min, _chunk_bytes(sid, tm, fields))
+                    self.bytes += nc.nbytes
+                    kept.append(nc)
+                mb.active = kept
+                if not kept:
+                    mb.active_since = 0.0
+        return removed
 
     def release(self, frozen: FrozenMeasurement) -> None:
         """Forget a frozen snapshot (its rows are durable elsewhere now)."""

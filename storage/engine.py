@@ -1,5 +1,5 @@
 """StorageEngine: the facade ingest/query/sync use. Validates writes against the catalog, logs them
-through the group-commit WAL, applies them to the buffer, answers reads; recovery on open()."""
+through the group-commit WAL, buffers them, flushes them to segments, reads both; recovery on open()."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any
 import msgpack
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from storage.batch import Batch, FieldType, TagSet
+from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
 from storage.buffer import FrozenMeasurement, WriteBuffer, assemble, empty_table
 from storage.catalog import (
     DEFAULT_RP,
@@ -26,7 +28,18 @@ from storage.catalog import (
     RetentionPolicy,
     default_shard_group_duration,
 )
+from storage.compaction import CompactionPolicy, Compactor, merge_tables
+from storage.flusher import FlushPolicy, FlushThread, MaintenanceThread
 from storage.fsio import CorruptFileError, quarantine
+from storage.retention import RetentionEnforcer, RetentionReport
+from storage.segment_format import (
+    SegmentCorrupt,
+    SegmentInfo,
+    read_footer,
+    read_segment,
+    time_array,
+)
+from storage.segment_store import SegmentStore
 from storage.wal import (
     FILE_HEADER_BYTES,
     FsyncPolicy,
@@ -64,6 +77,9 @@ _SID_COLUMN = "\x00sid"
 _TIME_COLUMN = "\x00time"
 _FS_RESERVE_FRACTION = 0.05  # stop accepting writes when less than 5 % of the filesystem is free
 _DISK_CHECK_INTERVAL_S = 1.0
+DAY_NS = 86_400 * 10**9
+# logged DDL ops the catalog does not interpret (the engine replays them itself)
+ENGINE_OPS = frozenset({"flush_begin", "delete"})
 
 
 @dataclass
@@ -74,6 +90,23 @@ class StorageConfig:
     memory_budget_bytes: int = 256 * 2**20
     write_queue_bytes: int = 32 * 2**20
     disk_budget_bytes: int | None = None
+    # flushing the buffer to segments (storage/flusher.py)
+    flush_bytes: int = 16 * 2**20  # a measurement's unflushed rows above this go to a segment
+    flush_age_s: float = 60.0  # ... or once its oldest unflushed row is this old
+    flush_window_ns: int = DAY_NS  # one segment never spans two windows of this length
+    flush_check_s: float = 1.0  # how often the flusher checks ages
+    flush_on_close: bool = False  # close() flushes everything (else the WAL is replayed at open)
+    deletes_need_guard: bool = False  # refuse segment deletes until set_segment_delete_guard (sync on)
+    background: bool = True  # run the flush and maintenance threads
+    # retention and compaction (maintenance thread)
+    retention_check_s: float = 60.0
+    unsynced_policy: str = "block"  # "block" | "drop_oldest": unsynced segments over the disk budget
+    compaction_enabled: bool = True
+    compaction_small_segment_bytes: int = 16 * 2**20
+    compaction_max_input_bytes: int = 64 * 2**20
+    compaction_max_input_rows: int = 8_000_000
+    compaction_pause_s: float = 1.0
+    compaction_idle_s: float = 30.0
 
 
 class StorageError(Exception):
@@ -113,6 +146,8 @@ class RecoveryReport:
     replayed_points: int
     truncated_tail_bytes: int
     quarantined: list[str]
+    segment_notes: list[str] = field(default_factory=list)  # e.g. removed .tmp leftovers
+    orphan_segments_removed: int = 0  # segments of a flush interrupted before its marker
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +229,36 @@ class StorageEngine:
         self._fs_total = 0
         self._dir_bytes = 0
         self._wal_bytes_at_scan = 0
+        # segments
+        self._store = SegmentStore(self._data_dir)
+        if self.config.deletes_need_guard:  # the sync ledger is not attached yet: nothing is synced
+            self._store.set_delete_guard(lambda info: False)
+        self._flush_lock = threading.Lock()  # one flush at a time; DELETE/DROP exclude flushes
+        self._segments_lock = threading.Lock()  # compaction/retention vs DELETE/DROP rewrites
+        self._pending_intents: dict[tuple[str, str], int] = {}  # replay: (db, m) -> segment seq floor
+        self._series_cache: dict[int, list[TagSet]] = {}
+        self._flush_policy = FlushPolicy(config.flush_bytes, config.flush_age_s, config.memory_budget_bytes)
+        self._compactor = Compactor(
+            self._store,
+            CompactionPolicy(
+                window_ns=config.flush_window_ns,
+                small_segment_bytes=config.compaction_small_segment_bytes,
+                max_input_bytes=config.compaction_max_input_bytes,
+                max_input_rows=config.compaction_max_input_rows,
+                pause_s=config.compaction_pause_s,
+                idle_s=config.compaction_idle_s,
+            ),
+        )
+        self._retention = RetentionEnforcer(
+            self._store,
+            durations=self._retention_duration,
+            unsynced_policy=config.unsynced_policy,  # type: ignore[arg-type]
+        )
+        self._flusher: FlushThread | None = None
+        self._maintenance: MaintenanceThread | None = None
+        self.flushes = 0
+        self.flushed_rows = 0
+        self.wal_files_released = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def open(self) -> RecoveryReport:
@@ -206,9 +271,14 @@ class StorageEngine:
         self._take_dir_lock()
         quarantined: list[str] = []
         self._durable = self._load_catalog(quarantined)
+        segment_notes: list[str] = []
+        for problem in self._store.open():  # verifies every segment, quarantines damaged ones
+            (quarantined if "quarantin" in problem else segment_notes).append(problem)
         self._replayed_points = 0
+        self._pending_intents = {}
         recovery = recover(self._wal_dir, self._quarantine_dir, self._replay_record)
         quarantined.extend(recovery.quarantined)
+        orphans = self._remove_orphan_flush_segments()
         self._buffer.compact()
         files = dict(recovery.files)
         for file_no, size in list(files.items()):
@@ -224,7 +294,11 @@ class StorageEngine:
         self._committer = GroupCommitter(self._writer, self._policy, self._apply_group, self._write_failed)
         self._committer.start()
         self._state = "open"
-        report = RecoveryReport(recovery.records, self._replayed_points, recovery.truncated_tail_bytes, quarantined)
+        if self.config.background:
+            self._start_background()
+        report = RecoveryReport(
+            recovery.records, self._replayed_points, recovery.truncated_tail_bytes, quarantined, segment_notes, orphans
+        )
         log.info("storage opened at %s: %s", self._data_dir, report)
         return report
 
@@ -232,6 +306,15 @@ class StorageEngine:
         """Write and fsync everything queued, save the catalog, release the directory lock."""
         if self._state != "open":
             return
+        for worker in (self._flusher, self._maintenance):
+            if worker is not None:
+                worker.stop()
+        self._flusher = self._maintenance = None
+        if self.config.flush_on_close:
+            try:
+                self.flush_all()
+            except Exception:  # noqa: BLE001 - the rows stay in the WAL and are replayed at open
+                log.exception("flush at close failed; the WAL keeps the rows")
         with self._lock:
             self._state = "closed"
         assert self._committer is not None
@@ -275,11 +358,17 @@ class StorageEngine:
         cat = self._durable
         if rec.rtype == RecordType.DDL:
             op = msgpack.unpackb(rec.payload, raw=False)
-            if rec.seq > cat.applied_seq:
+            kind = op["op"]
+            if rec.seq > cat.applied_seq and kind not in ENGINE_OPS:
                 cat.apply_ddl(op)
             self._apply_ddl_to_buffer(op)
-            if op["op"] == "flushed":  # rows replayed before the marker are in a segment
+            if kind == "flushed":  # rows replayed before the marker are in a segment
                 self._buffer.discard_through(op["db"], op["measurement"], int(op["seq"]))
+                self._pending_intents.pop((op["db"], op["measurement"]), None)
+            elif kind == "flush_begin":  # supersedes an earlier unfinished flush of the measurement
+                self._pending_intents[(op["db"], op["measurement"])] = int(op["floor"])
+            elif kind in ("drop_db", "drop_measurement", "delete"):
+                self._replay_segment_effect(op)
             return
         db, _rp, batches = decode_write(rec.payload)
         newer = rec.seq > cat.applied_seq
@@ -299,24 +388,25 @@ class StorageEngine:
     # --- writer-thread callbacks ----------------------------------------------------------------
     def _apply_group(self, group: list[PendingRecord]) -> None:
         release_wal = False
+        largest_active = 0
         for rec in group:
             if rec.rtype == RecordType.WRITE:
                 db, kept, outcome = rec.context
                 for b in kept:
-                    self._buffer.append(db, b, rec.seq, rec.file_no)
+                    largest_active = max(largest_active, self._buffer.append(db, b, rec.seq, rec.file_no))
                     if self._durable.learn(db, b.measurement, b.field_types(), b.tag_keys()):
                         self._catalog_dirty = True
                 self.points_written += outcome.points_written
                 rec.result = outcome
             else:
                 op, frozen = rec.context
-                self._durable.apply_ddl(op)
-                self._apply_ddl_to_buffer(op)
+                if op["op"] not in ENGINE_OPS:
+                    self._durable.apply_ddl(op)
+                rec.result = self._apply_ddl_to_buffer(op)
                 if frozen is not None:
                     self._buffer.release(frozen)
                     release_wal = True
                 self._catalog_dirty = True
-                rec.result = 0
             self._durable.applied_seq = rec.seq
         if self._catalog_dirty:
             self._durable.save(self._catalog_path, sync=self._policy.mode != "never" or release_wal)
@@ -328,12 +418,22 @@ class StorageEngine:
             through = (oldest if oldest is not None else self._writer.file_no) - 1
             deleted = self._writer.release_through(through)
             group[-1].result = len(deleted)
+        flusher = self._flusher
+        if flusher is not None and (
+            largest_active >= self.config.flush_bytes or self._flush_policy.under_pressure(self._buffer.bytes)
+        ):
+            flusher.wake()
 
-    def _apply_ddl_to_buffer(self, op: dict[str, Any]) -> None:
+    def _apply_ddl_to_buffer(self, op: dict[str, Any]) -> int:
+        """Buffer effect of a logged DDL op (live and at replay, in WAL order); rows removed."""
         if op["op"] == "drop_db":
             self._buffer.drop_database(op["db"])
         elif op["op"] == "drop_measurement":
             self._buffer.drop_measurement(op["db"], op["measurement"])
+        elif op["op"] == "delete":
+            tags = {k: set(v) for k, v in op["tags"].items()} or None
+            return self._buffer.delete_rows(op["db"], op["measurement"], op["start"], op["end"], tags)
+        return 0
 
     def _write_failed(self, exc: BaseException) -> BaseException:
         return StorageError(f"WAL write failed in {self._wal_dir}: {exc}")
@@ -446,9 +546,19 @@ class StorageEngine:
             self._overloaded(f"write queue full ({queued} of {self.config.write_queue_bytes} bytes waiting)", 1.0)
         used = self._buffer.bytes + queued
         if used > 0 and used + mem_bytes > self.config.memory_budget_bytes:
+            if self._flusher is not None:
+                self._flusher.wake()
             self._overloaded(f"write buffer full ({used} of {self.config.memory_budget_bytes} bytes)", 1.0)
+        if self._retention.over_budget():
+            self._overloaded(
+                f"disk budget full: {self._store.disk_bytes()} bytes of segments not yet synced "
+                f"(unsynced_policy={self.config.unsynced_policy})",
+                5.0,
+            )
         reason = self._disk_problem(payload_bytes)
         if reason is not None:
+            if self._maintenance is not None:
+                self._maintenance.wake()  # retention may free segment space
             self._overloaded(reason, 5.0)
 
     def _overloaded(self, reason: str, retry_after: float) -> None:
@@ -479,7 +589,8 @@ class StorageEngine:
         """Apply op to the live catalog, log it (always fsynced) and wait until it is applied
         and the catalog saved. Caller holds self._lock and has validated op."""
         committer = self._require_open()
-        self._live.apply_ddl(op)
+        if op["op"] not in ENGINE_OPS:
+            self._live.apply_ddl(op)
         payload = msgpack.packb(op, use_bin_type=True)
         rec = PendingRecord(RecordType.DDL, payload, 0, len(payload), (op, frozen), force_sync=True)
         try:
@@ -498,11 +609,17 @@ class StorageEngine:
         fut.result()
 
     def drop_database(self, name: str) -> None:
-        with self._lock:
-            if name not in self._live.databases:
-                return
-            fut = self._log_ddl({"op": "drop_db", "db": name})
-        fut.result()
+        """Buffered rows, segments and schema gone. The drop is logged (fsynced) before any
+        segment is deleted; replay deletes the segments sealed before it again."""
+        self._require_open()
+        with self._flush_lock, self._segments_lock:
+            with self._lock:
+                if name not in self._live.databases and not self._store.segments(name):
+                    return
+                below = self._segment_floor()
+                fut = self._log_ddl({"op": "drop_db", "db": name, "segments_below": below})
+            fut.result()
+            self._drop_segments(name, None, below)
 
     def databases(self) -> list[str]:
         with self._lock:
@@ -568,15 +685,24 @@ class StorageEngine:
         fut.result()
 
     def drop_measurement(self, db: str, measurement: str) -> None:
-        """Buffered rows and schema gone, durably. Unknown measurement: no error."""
-        with self._lock:
-            entry = self._db(db)
-            if measurement not in entry.measurements and measurement not in self._buffer.measurements(db):
-                return
-            fut = self._log_ddl({"op": "drop_measurement", "db": db, "measurement": measurement})
-        fut.result()
+        """Buffered rows, segments and schema gone, durably. Unknown measurement: no error."""
+        self._require_open()
+        with self._flush_lock, self._segments_lock:
+            with self._lock:
+                entry = self._db(db)
+                if (
+                    measurement not in entry.measurements
+                    and measurement not in self._buffer.measurements(db)
+                    and not self._store.segments(db, measurement)
+                ):
+                    return
+                below = self._segment_floor()
+                op = {"op": "drop_measurement", "db": db, "measurement": measurement, "segments_below": below}
+                fut = self._log_ddl(op)
+            fut.result()
+            self._drop_segments(db, measurement, below)
 
-    # --- flush hooks for the segment layer -------------------------------------------------------
+    # --- flushing to segments ------------------------------------------------------------------
     def freeze(self, db: str, measurement: str) -> FrozenMeasurement | None:
         """Immutable snapshot of a measurement's buffered rows (still readable) + the WAL range
         it covers. Write it to a durable segment, then call mark_flushed(). Flush in order."""
@@ -589,7 +715,229 @@ class StorageEngine:
         with self._lock:
             op = {"op": "flushed", "db": frozen.db, "measurement": frozen.measurement, "seq": frozen.seq_max}
             fut = self._log_ddl(op, frozen)
-        return int(fut.result())
+        released = int(fut.result())
+        self.wal_files_released += released
+        return released
+
+    def flush(self, db: str, measurement: str) -> list[SegmentInfo]:
+        """Write the measurement's buffered rows to segments (one per flush window), durably,
+        then release them from buffer and WAL. Returns the new segments ([] if nothing buffered).
+
+        Protocol: log `flush_begin` (with a lower bound of the seqs the segments will get) ->
+        seal -> log `flushed`. A crash between the two leaves segments whose rows are also
+        replayed from the WAL: open() deletes them (see _remove_orphan_flush_segments)."""
+        self._require_open()
+        with self._flush_lock:
+            return self._flush_locked(db, measurement)
+
+    def flush_all(self) -> list[SegmentInfo]:
+        """Flush every measurement with buffered rows (shutdown, tests)."""
+        sealed: list[SegmentInfo] = []
+        for db, measurement, _bytes, _since in self._buffer.flush_candidates():
+            sealed.extend(self.flush(db, measurement))
+        return sealed
+
+    def _flush_locked(self, db: str, measurement: str) -> list[SegmentInfo]:
+        frozen = self._buffer.freeze(db, measurement)
+        if frozen is None:
+            return []
+        sealed: list[SegmentInfo] = []
+        try:
+            with self._lock:
+                entry = self._live.databases.get(db)
+                schema = entry.measurements.get(measurement) if entry else None
+                types = dict(schema.fields) if schema else {}
+                intent = {
+                    "op": "flush_begin",
+                    "db": db,
+                    "measurement": measurement,
+                    "seq": frozen.seq_max,
+                    "floor": self._segment_floor(),
+                }
+                fut = self._log_ddl(intent)
+            fut.result()
+            tag_keys = frozen.tag_keys()
+            fields = {f: types[f] for f in frozen.field_names() if f in types}
+            table = frozen.to_table(fields, tag_keys)
+            for part in split_by_window(table, self.config.flush_window_ns):
+                sealed.append(self._store.seal(db, measurement, part, tag_keys=tag_keys))
+            self.mark_flushed(frozen)
+        except BaseException:
+            for info in sealed:  # never acknowledged: the rows go back to the buffer
+                try:
+                    self._store.delete(info, "its flush failed", force=True)
+                except OSError as exc:
+                    log.error("could not remove segment %s of a failed flush: %s", info.path, exc)
+            self._buffer.unfreeze(frozen)
+            raise
+        self.flushes += 1
+        self.flushed_rows += sum(i.rows for i in sealed)
+        log.debug("flushed %s.%s: %d rows into %d segments", db, measurement, table.num_rows, len(sealed))
+        return sealed
+
+    def _segment_floor(self) -> int:
+        """A lower bound of every segment seq assigned from now on (seqs only grow)."""
+        return max((i.seq for i in self._store.segments()), default=0) + 1
+
+    def _remove_orphan_flush_segments(self) -> int:
+        """After replay: segments sealed by a flush whose `flushed` marker never made it to the
+        WAL hold rows that were just replayed into the buffer; delete them (exactly once)."""
+        removed = 0
+        for (db, measurement), floor in self._pending_intents.items():
+            for info in self._store.segments(db, measurement):
+                if info.seq >= floor and not info.replaces:
+                    if self._store.delete(info, "orphan of an interrupted flush (rows replayed from the WAL)", force=True):
+                        removed += 1
+        self._pending_intents = {}
+        return removed
+
+    def _start_background(self) -> None:
+        self._flusher = FlushThread(
+            self._flush_policy,
+            self._buffer.flush_candidates,
+            lambda: self._buffer.bytes,
+            self.flush,
+            self.config.flush_check_s,
+        )
+        self._maintenance = MaintenanceThread(
+            self.compact_once,
+            self.enforce_retention,
+            self.config.retention_check_s,
+            self.config.compaction_pause_s,
+            self.config.compaction_idle_s,
+            self.config.compaction_enabled,
+        )
+        self._flusher.start()
+        self._maintenance.start()
+
+    # --- segments: drop, delete, retention, compaction -------------------------------------------
+    @property
+    def segment_store(self) -> SegmentStore:
+        """The segment store (the sync adapter reads sealed segments from it)."""
+        return self._store
+
+    @property
+    def retention(self) -> RetentionEnforcer:
+        return self._retention
+
+    def set_segment_delete_guard(self, guard: Callable[[SegmentInfo], bool]) -> None:
+        """guard(info) -> True when a segment may be deleted (the sync ledger's is_acked)."""
+        self._store.set_delete_guard(guard)
+
+    def _drop_segments(self, db: str, measurement: str | None, below: int) -> int:
+        """Delete the segments of db (one measurement or all) sealed before seq `below`, and any
+        compaction inputs they hide, whatever the delete guard says (user intent)."""
+        doomed: dict[int, SegmentInfo] = {}
+        for info in self._store.segments(db, measurement):
+            if info.seq < below:
+                doomed[info.seq] = info
+                for seq in info.replaces:
+                    hidden = self._store.get(seq)
+                    if hidden is not None:
+                        doomed[seq] = hidden
+        what = f"{db}.{measurement}" if measurement is not None else db
+        for info in doomed.values():
+            self._store.delete(info, f"drop {what}", force=True)
+            self._series_cache.pop(info.seq, None)
+        return len(doomed)
+
+    def _replay_segment_effect(self, op: dict[str, Any]) -> None:
+        """Segment part of a replayed drop/delete (idempotent: only segments sealed before the op).
+        Failures are logged, not raised: the WAL record itself is fine."""
+        if "segments_below" not in op:
+            return
+        try:
+            if op["op"] == "delete":
+                self._delete_from_segments(op)
+            else:
+                self._drop_segments(op["db"], op.get("measurement"), int(op["segments_below"]))
+            if op["op"] == "drop_db":
+                for key in [k for k in self._pending_intents if k[0] == op["db"]]:
+                    del self._pending_intents[key]
+            elif op["op"] == "drop_measurement":
+                self._pending_intents.pop((op["db"], op["measurement"]), None)
+        except (OSError, SegmentCorrupt, pa.ArrowException) as exc:
+            log.error("replaying %s on segments failed: %s", op["op"], exc)
+
+    def delete(
+        self,
+        db: str,
+        measurement: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        tag_filter: dict[str, set[str]] | None = None,
+    ) -> int:
+        """InfluxQL DELETE: remove rows with start <= time < end whose tags match, from the buffer
+        and from every segment (rewritten without them: the new segment `replaces` the old one
+        and keeps its precedence). Logged (fsynced) first; replay repeats it. Returns rows removed."""
+        self._require_open()
+        with self._flush_lock, self._segments_lock:
+            with self._lock:
+                self._db(db)
+                op = {
+                    "op": "delete",
+                    "db": db,
+                    "measurement": measurement,
+                    "start": start_ns,
+                    "end": end_ns,
+                    "tags": {k: sorted(v) for k, v in (tag_filter or {}).items()},
+                    "segments_below": self._segment_floor(),
+                }
+                fut = self._log_ddl(op)
+            removed = int(fut.result())
+            return removed + self._delete_from_segments(op)
+
+    def _delete_from_segments(self, op: dict[str, Any]) -> int:
+        db, measurement, below = op["db"], op["measurement"], int(op["segments_below"])
+        start, end = op["start"], op["end"]
+        tags = {k: set(v) for k, v in op["tags"].items()}
+        removed = 0
+        for info in self._store.segments(db, measurement):
+            if info.seq >= below:
+                continue
+            if (start is not None and info.max_time_ns < start) or (end is not None and info.min_time_ns >= end):
+                continue
+            probe = read_segment(info.path, columns=[], start_ns=start, end_ns=end, tag_filter=tags or None)
+            if probe.num_rows == 0:
+                continue
+            table = read_segment(info.path)
+            hit = rows_matching(table, start, end, tags)
+            keep = table.filter(pa.array(~hit))
+            if keep.num_rows:
+                self._store.seal(
+                    db, info.measurement, keep, tag_keys=info.tag_keys,
+                    replaces=sorted({info.seq, *info.replaces}), precedence=info.precedence,
+                )
+            self._store.delete(info, "DELETE rewrote it", force=True)
+            self._series_cache.pop(info.seq, None)
+            removed += table.num_rows - keep.num_rows
+        return removed
+
+    def _retention_duration(self, db: str) -> int:
+        """Segments of db older than this go (0 = forever): the longest of its policies."""
+        with self._lock:
+            entry = self._live.databases.get(db)
+            durations = [rp.duration_ns for rp in entry.rps.values()] if entry else []
+        return 0 if not durations or 0 in durations else max(durations)
+
+    def enforce_retention(self) -> RetentionReport:
+        """One retention pass: expired segments, then oldest segments beyond the disk budget
+        (what the WAL, catalog etc. use is subtracted, minus 10 % headroom for the next flush)."""
+        with self._segments_lock:
+            budget = self.config.disk_budget_bytes
+            if budget is not None:
+                other = max(0, _tree_bytes(self._data_dir) - self._store.disk_bytes())
+                self._retention.disk_budget_bytes = max(0, budget - other - budget // 10)
+            report = self._retention.enforce()
+        for seq in report.dropped_expired + report.dropped_for_budget:
+            self._series_cache.pop(seq, None)
+        self._disk_checked = -1e9  # rescan the directory at the next write
+        return report
+
+    def compact_once(self) -> bool:
+        """Run one compaction merge (if any is planned); True if segments were merged."""
+        with self._segments_lock:
+            return self._compactor.compact_once() is not None
 
     # --- reads ---------------------------------------------------------------------------------
     def read(
@@ -602,37 +950,100 @@ class StorageEngine:
         columns: list[str] | None = None,
         tag_filter: dict[str, set[str]] | None = None,
     ) -> pa.Table:
+        """Rows with start <= time < end matching tag_filter, sorted by (series key, time), from
+        the segments (pruned by time, series dictionary; only needed columns decoded) and the
+        buffer; on a duplicate (series, time) the newest non-null value wins per field (segments
+        by precedence, the buffer newest of all)."""
         with self._lock:
             schema = self._db(db).measurements.get(measurement)
             types = dict(schema.fields) if schema else {}
             tag_keys = sorted(schema.tag_keys) if schema else []
-        snap = self._buffer.snapshot(db, measurement)
-        if snap is None:
-            return empty_table(types, tag_keys, columns)
-        chunks, index, n_series = snap
-        return assemble(
-            chunks, index, n_series, types, tag_keys,
-            start_ns=start_ns, end_ns=end_ns, columns=columns, tag_filter=tag_filter,
+        snap = self._buffer.snapshot(db, measurement)  # before the segments: a concurrent flush
+        infos = self._store.segments(db, measurement)  # then shows rows twice, never zero times
+        if not infos:
+            if snap is None:
+                return empty_table(types, tag_keys, columns)
+            chunks, index, n_series = snap
+            return assemble(
+                chunks, index, n_series, types, tag_keys,
+                start_ns=start_ns, end_ns=end_ns, columns=columns, tag_filter=tag_filter,
+            )
+        for info in infos:  # a lost catalog (rebuilt from the WAL) may not know segment-only schema
+            for name, ftype in info.field_types.items():
+                types.setdefault(name, ftype)
+        tag_keys = sorted(set(tag_keys).union(*(i.tag_keys for i in infos)))
+        out_tags = [k for k in tag_keys if columns is None or k in columns]
+        out_fields = [f for f in sorted(types) if columns is None or f in columns]
+        wanted = tag_keys + out_fields  # every tag: series identity is needed to merge
+        tables = self._store.read(
+            db, measurement, start_ns=start_ns, end_ns=end_ns, columns=wanted, tag_filter=tag_filter
         )
+        if snap is not None:
+            chunks, index, n_series = snap
+            tables.append(
+                assemble(
+                    chunks, index, n_series, types, tag_keys,
+                    start_ns=start_ns, end_ns=end_ns, columns=wanted, tag_filter=tag_filter,
+                )
+            )
+        names = [TIME_COLUMN, *tag_keys, *out_fields]
+        arrow_types = [pa.timestamp("ns")] + [pa.string()] * len(tag_keys) + [types[f].arrow_type for f in out_fields]
+        parts = [conform(t, names, arrow_types) for t in tables if t.num_rows]
+        if not parts:
+            return empty_table(types, tag_keys, columns)
+        merged = merge_tables(parts, measurement, tag_keys)
+        return merged.select([TIME_COLUMN, *out_tags, *out_fields])
 
     def measurements(self, db: str) -> list[str]:
         with self._lock:
-            return sorted(self._db(db).measurements)
+            names = set(self._db(db).measurements)
+        names.update(i.measurement for i in self._store.segments(db))
+        return sorted(names)
 
     def field_types(self, db: str, measurement: str) -> dict[str, FieldType]:
         with self._lock:
             schema = self._db(db).measurements.get(measurement)
-            return dict(sorted(schema.fields.items())) if schema else {}
+            types = dict(schema.fields) if schema else {}
+        for info in self._store.segments(db, measurement):
+            for name, ftype in info.field_types.items():
+                types.setdefault(name, ftype)
+        return dict(sorted(types.items()))
 
     def tag_keys(self, db: str, measurement: str) -> list[str]:
         with self._lock:
             schema = self._db(db).measurements.get(measurement)
-            return sorted(schema.tag_keys) if schema else []
+            keys = set(schema.tag_keys) if schema else set()
+        for info in self._store.segments(db, measurement):
+            keys.update(info.tag_keys)
+        return sorted(keys)
 
     def series(self, db: str, measurement: str) -> list[TagSet]:
+        """Tag sets of the measurement (buffer + segment dictionaries), in series-key order."""
         with self._lock:
             self._db(db)
-        return self._buffer.series(db, measurement)
+        found = set(self._buffer.series(db, measurement))
+        for info in self._store.segments(db, measurement):
+            found.update(self._segment_series(info))
+        return sorted(found, key=lambda tags: series_key(measurement, tags))
+
+    def _segment_series(self, info: SegmentInfo) -> list[TagSet]:
+        cached = self._series_cache.get(info.seq)
+        if cached is not None:
+            return cached
+        try:
+            footer = read_footer(info.path)
+        except (FileNotFoundError, SegmentCorrupt) as exc:
+            log.warning("series of segment %d unavailable: %s", info.seq, exc)
+            return []
+        per_key = [footer.series_tags[k].tolist() for k in range(len(footer.tag_keys))]
+        out: list[TagSet] = []
+        for s in range(footer.series_count):
+            out.append(tuple(
+                (key, footer.tag_values[k][per_key[k][s] - 1])
+                for k, key in enumerate(footer.tag_keys) if per_key[k][s] != 0
+            ))
+        self._series_cache[info.seq] = out
+        return out
 
     def stats(self) -> dict[str, int | float]:
         writer, committer = self._writer, self._committer
@@ -653,7 +1064,64 @@ class StorageEngine:
             "overloaded": self.overloaded,
             "catalog_saves": self.catalog_saves,
             "replayed_points": self._replayed_points,
+            "segments": len(self._store.segments()),
+            "segment_bytes": self._store.disk_bytes(),
+            "flushes": self.flushes,
+            "flushed_rows": self.flushed_rows,
+            "wal_files_released": self.wal_files_released,
+            "compactions": self._compactor.merges,
+            "retention_dropped_segments": self._retention.dropped_segments,
+            "retention_blocked_unsynced": self._retention.blocked_unsynced,
         }
+
+
+def split_by_window(table: pa.Table, window_ns: int) -> list[pa.Table]:
+    """The rows of `table` per time window floor(time / window_ns), order kept."""
+    if table.num_rows == 0:
+        return []
+    window = time_array(table) // window_ns
+    lo, hi = int(window.min()), int(window.max())
+    if lo == hi:
+        return [table]
+    return [table.filter(pa.array(window == w)) for w in np.unique(window).tolist()]
+
+
+def rows_matching(table: pa.Table, start_ns: int | None, end_ns: int | None, tags: dict[str, set[str]]) -> np.ndarray:
+    """bool per row of a reader-shape table: start <= time < end and every tag value in its set
+    (`""` in a set also matches rows without the tag, as the segment reader)."""
+    times = time_array(table)
+    hit = np.ones(table.num_rows, dtype=bool)
+    if start_ns is not None:
+        hit &= times >= start_ns
+    if end_ns is not None:
+        hit &= times < end_ns
+    for key, values in tags.items():
+        if key not in table.column_names:
+            if "" not in values:
+                hit[:] = False
+            continue
+        col = table.column(key).combine_chunks()
+        match = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string())).fill_null("" in values)
+        hit &= np.asarray(match.to_numpy(zero_copy_only=False), dtype=bool)
+    return hit
+
+
+def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.Table:
+    """`table` with exactly these columns and types (missing or uncastable columns: nulls)."""
+    n = table.num_rows
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    for name, atype in zip(names, types, strict=True):
+        if name not in table.column_names:
+            arrays.append(pa.nulls(n, atype))
+            continue
+        col = table.column(name)
+        if col.type != atype:
+            try:
+                col = col.cast(atype, safe=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                col = pa.chunked_array([pa.nulls(n, atype)])
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _tree_bytes(root: Path) -> int:

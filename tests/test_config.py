@@ -38,6 +38,8 @@ def test_errors_name_the_option_and_source(tmp_path: Path) -> None:
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml", environ={})
+    with pytest.raises(ConfigError, match="storage.fsync must be"):
+        load_config(None, {"storage.fsync": "sometimes"}, environ={})
     with pytest.raises(ConfigError, match="EDGETS_HTTP_AUTH_ENABLED"):
         load_config(None, environ={"EDGETS_HTTP_AUTH_ENABLED": "maybe"})
 
