@@ -144,8 +144,12 @@ async def handle_health(request: web.Request) -> web.Response:
 
 def storage_health(engine: StorageEngine) -> HealthCheck:
     def check() -> dict:
-        stats = engine.stats()
-        return {"name": "storage", "status": "pass", "stats": stats}
+        report = getattr(engine, "recovery_report", None)
+        quarantined = list(report.quarantined) if report else []
+        result = {"name": "storage", "status": "pass", "stats": engine.stats(), "quarantined": quarantined}
+        if quarantined:
+            result["message"] = f"{len(quarantined)} corrupt file(s) moved to quarantine/ at start-up"
+        return result
 
     return check
 

@@ -208,6 +208,7 @@ class StorageEngine:
         self._policy = FsyncPolicy.parse(config.fsync)
         self._data_dir = Path(config.data_dir)
         self._wal_dir = self._data_dir / "wal"
+        self.recovery_report: RecoveryReport | None = None  # what open() found and repaired
         self._quarantine_dir = self._data_dir / "quarantine"
         self._catalog_path = self._data_dir / CATALOG_FILE
         self._lock = threading.RLock()  # live catalog + ordering of validation and enqueue
@@ -300,6 +301,7 @@ class StorageEngine:
             recovery.records, self._replayed_points, recovery.truncated_tail_bytes, quarantined, segment_notes, orphans
         )
         log.info("storage opened at %s: %s", self._data_dir, report)
+        self.recovery_report = report
         return report
 
     def close(self) -> None:
