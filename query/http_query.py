@@ -53,7 +53,11 @@ def _json_default(value: Any) -> Any:
 
 def _dump(obj: Any, pretty: bool) -> str:
     """JSON as InfluxDB writes it: NaN/Inf (which JSON lacks) become null."""
-    return json.dumps(_finite(obj), indent=4 if pretty else None, default=_json_default)
+    indent = 4 if pretty else None
+    try:  # fast path: results are normally NaN/Inf free already
+        return json.dumps(obj, indent=indent, default=_json_default, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(obj), indent=indent, default=_json_default)
 
 
 def _finite(obj: Any) -> Any:

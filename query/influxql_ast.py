@@ -270,10 +270,16 @@ class DeleteStatement:
     condition: Expr | None = None
 
 
+@dataclass(slots=True)
+class DropSeriesStatement:
+    sources: list[Source] = field(default_factory=list)
+    condition: Expr | None = None
+
+
 Statement = (
     SelectStatement | ShowDatabasesStatement | ShowMeasurementsStatement | ShowTagKeysStatement
     | ShowTagValuesStatement | ShowFieldKeysStatement | ShowSeriesStatement
     | ShowRetentionPoliciesStatement | CreateDatabaseStatement | DropDatabaseStatement
     | CreateRetentionPolicyStatement | AlterRetentionPolicyStatement | DropRetentionPolicyStatement
-    | DropMeasurementStatement | DeleteStatement
+    | DropMeasurementStatement | DeleteStatement | DropSeriesStatement
 )

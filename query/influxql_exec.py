@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from query import influxql_ast as ast
 from query.influxql_parser import parse_query
@@ -60,6 +61,17 @@ TRANSFORMS = {
     "moving_average", "cumulative_sum", "elapsed",
 }
 MAX_BUCKETS = 1_000_000
+# field types a `fn(*)` / `fn(/re/)` expands to (InfluxDB: numeric unless listed here)
+_ANY_TYPE = frozenset(FieldType)
+_WILDCARD_TYPES: dict[str, frozenset[FieldType] | tuple[FieldType, ...]] = {
+    **{fn: _ANY_TYPE for fn in ("count", "first", "last", "distinct", "elapsed", "mode", "sample")},
+    "min": frozenset((*(FieldType.FLOAT, FieldType.INTEGER, FieldType.UNSIGNED), FieldType.BOOLEAN)),
+    "max": frozenset((*(FieldType.FLOAT, FieldType.INTEGER, FieldType.UNSIGNED), FieldType.BOOLEAN)),
+}
+# aggregates InfluxDB refuses on string/boolean input ("unsupported mean iterator type: ...")
+_NUMERIC_ONLY = ("mean", "sum", "median", "stddev", "spread", "integral")
+_ITERATOR_TYPE = {FieldType.STRING: "*query.stringInterruptIterator",
+                  FieldType.BOOLEAN: "*query.booleanInterruptIterator"}
 NUMERIC = (FieldType.FLOAT, FieldType.INTEGER, FieldType.UNSIGNED)
 
 
@@ -245,8 +257,49 @@ class _Group:
     buckets: dict[int, dict[tuple[Any, ...], Any]] = field(default_factory=dict)
 
 
+class Watchdog:
+    """One thread calling a callback when its deadline passes (query timeouts without a thread each)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._alarms: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._seq = 0
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, callback: Callable[[], None]) -> int:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="query-watchdog", daemon=True)
+                self._thread.start()
+            self._seq += 1
+            self._alarms[self._seq] = (time.monotonic() + seconds, callback)
+            self._cond.notify()
+            return self._seq
+
+    def disarm(self, alarm: int) -> None:
+        with self._cond:
+            self._alarms.pop(alarm, None)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                due = [k for k, (deadline, _) in self._alarms.items() if deadline <= now]
+                for key in due:
+                    _, callback = self._alarms.pop(key)
+                    callback()
+                upcoming = [deadline for deadline, _ in self._alarms.values()]
+                self._cond.wait(timeout=min(upcoming) - now if upcoming else None)
+
+
 class QueryExecutor:
-    """Runs InfluxQL text against a TableSource; one DuckDB connection, serialised by a lock."""
+    """Runs InfluxQL text against a TableSource; DuckDB cursors per thread (one shared database)."""
 
     def __init__(
         self, source: TableSource, *, now_ns: Callable[[], int] = time.time_ns,
@@ -256,11 +309,28 @@ class QueryExecutor:
         self.now_ns = now_ns
         self.timeout_s = timeout_s
         self._con = duckdb.connect(config={"memory_limit": _parse_size(max_memory), "threads": 1})
-        self._lock = threading.Lock()
+        self._local = threading.local()  # one DuckDB cursor per worker thread: no global lock
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._watchdog = Watchdog()
         self._table_seq = 0
 
     def close(self) -> None:
+        self._watchdog.stop()
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
         self._con.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._con.cursor()
+            self._local.cursor = cursor
+            with self._cursors_lock:
+                self._cursors.append(cursor)
+        return cursor
 
     # ---- entry point ----------------------------------------------------------------------
     def execute(
@@ -271,11 +341,16 @@ class QueryExecutor:
         statements = parse_query(text, params)
         now = self.now_ns()
         results: list[dict[str, Any]] = []
+        failed = False
         for statement_id, stmt in enumerate(statements):
+            if failed:  # InfluxDB stops at the first failing statement
+                results.append({"statement_id": statement_id, "error": "not executed"})
+                continue
+            failed = True
             try:
-                with self._lock:
-                    series = self._run(stmt, db, now)
+                series = self._run(stmt, db, now)
                 results.append(statement_result(statement_id, series, epoch))
+                failed = False
             except (QueryError, StorageError) as exc:
                 results.append({"statement_id": statement_id, "error": str(exc)})
             except duckdb.InterruptException:
@@ -308,7 +383,12 @@ class QueryExecutor:
         if isinstance(stmt, ast.DeleteStatement):
             return self._delete(stmt, self._require_db(db), now)
         if isinstance(stmt, ast.ShowMeasurementsStatement):
-            return self._show_measurements(stmt, self._require_db(stmt.database or db))
+            database = stmt.database or db
+            if database and not self.source.has_database(database):
+                return []  # InfluxDB 1.6.7: no error, no series
+            return self._show_measurements(stmt, self._require_db(database))
+        if isinstance(stmt, ast.DropSeriesStatement):
+            return self._drop_series(stmt, self._require_db(db))
         if isinstance(stmt, ast.ShowTagKeysStatement):
             return self._show_tag_keys(stmt, self._require_db(stmt.database or db))
         if isinstance(stmt, ast.ShowTagValuesStatement):
@@ -368,10 +448,18 @@ class QueryExecutor:
         trange, rest = split_condition(stmt.condition, now)
         names = self._resolve_names(db, stmt.sources) if stmt.sources else self.source.measurements(db)
         for name in names:
-            tag_filter = _tag_filter(rest, set(self.source.tag_keys(db, name)))
+            tag_filter = _delete_tag_filter(rest, set(self.source.tag_keys(db, name)))
+            if tag_filter is None:
+                continue  # no series of this measurement can match
             delete(db, name, start_ns=trange.min_ns,
                    end_ns=None if trange.max_ns is None else trange.max_ns + 1, tag_filter=tag_filter)
         return []
+
+    def _drop_series(self, stmt: ast.DropSeriesStatement, db: str) -> list[Series]:
+        """DROP SERIES: DELETE over all time of the series matching the tag condition."""
+        if _mentions_time(stmt.condition):
+            raise QueryError("DROP SERIES doesn't support time in WHERE clause")
+        return self._delete(ast.DeleteStatement(stmt.sources, stmt.condition), db, self.now_ns())
 
     def _resolve_names(self, db: str, sources: Iterable[ast.Source]) -> list[str]:
         names: list[str] = []
@@ -546,7 +634,7 @@ class QueryExecutor:
             columns[col] = []
         for s in series:
             idx = {c: i for i, c in enumerate(s.columns)}
-            for row in s.values:
+            for row in s.rows():
                 columns["time"].append(row[0])
                 for key in tag_keys:
                     columns[key].append((s.tags or {}).get(key))
@@ -605,9 +693,9 @@ class QueryExecutor:
             return []
         self._table_seq += 1
         view = f"src_{self._table_seq}"
-        self._con.register(view, table)
-        timer = threading.Timer(self.timeout_s, self._con.interrupt)
-        timer.start()
+        con = self._cursor()
+        con.register(view, table)
+        alarm = self._watchdog.arm(self.timeout_s, con.interrupt)
         try:
             ctx = _SqlContext(data.field_types, set(data.tag_keys))
             where = ctx.condition(rest) if rest is not None else "TRUE"
@@ -616,8 +704,8 @@ class QueryExecutor:
             return self._aggregate(stmt, data, view, columns, group_tags, where, ctx, interval,
                                    offset, min_ns if trange.min_ns is not None else None, max_ns)
         finally:
-            timer.cancel()
-            self._con.unregister(view)
+            self._watchdog.disarm(alarm)
+            con.unregister(view)
 
     # ---- raw ----------------------------------------------------------------------------------
     def _raw(self, stmt: ast.SelectStatement, data: MeasurementData, view: str,
@@ -661,18 +749,31 @@ class QueryExecutor:
             hi = f" AND {rank} <= {stmt.offset + stmt.limit}" if stmt.limit else ""
             sql += f" QUALIFY {rank} >= {stmt.offset + 1}{hi}"
         sql += " ORDER BY " + ", ".join([*groups, time_order])
-        rows = self._con.execute(sql).fetchall()
+        result = self._cursor().sql(sql).to_arrow_table()
         names = _column_names(columns)
-        by_group: dict[tuple[str, ...], list[list[Any]]] = {}
         ng = len(group_tags)
-        value_end = 1 + ng + len(columns)
-        for row in rows:
-            key = tuple("" if v is None else v for v in row[1 : 1 + ng])
-            by_group.setdefault(key, []).append([row[0], *[_json_value(v) for v in row[1 + ng : value_end]]])
+        n = result.num_rows
+        if n == 0:
+            return []
+        times = result.column(0).to_numpy()
+        # whole columns to Python lists at once (NaN/inf -> null), groups are runs of equal keys
+        values = [_json_column(result.column(1 + ng + i)) for i in range(len(columns))]
+        starts = [0]
+        keys: list[list[Any]] = []
+        if ng and n:
+            change = np.zeros(n - 1, dtype=bool)
+            for i in range(ng):
+                col = result.column(1 + i).combine_chunks().fill_null("")
+                keys.append(col.to_pylist())
+                arr = col.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+                change |= arr[1:] != arr[:-1]
+            starts.extend((np.flatnonzero(change) + 1).tolist())
+        bounds = [*starts, n]
         out = []
-        for key, values in by_group.items():
-            tags = dict(zip(group_tags, key, strict=True)) if group_tags else None
-            out.append(Series(data.name, ["time", *names], values, tags, stmt.tz))
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            tags = {t: keys[i][a] for i, t in enumerate(group_tags)} if ng else None
+            out.append(Series(data.name, ["time", *names], [], tags, stmt.tz, times=times[a:b],
+                              value_columns=[col[a:b] for col in values]))
         return out
 
     # ---- aggregates ---------------------------------------------------------------------------
@@ -698,7 +799,9 @@ class QueryExecutor:
         if stmt.tz and interval:
             offset = (offset - _tz_offset_ns(stmt.tz, lower if lower is not None else max_ns)) % interval
         multi = [s for s in specs.values() if s.name in MULTI_ROW or s.name == "raw"]
-        if multi and len(call_columns) > 1:
+        raw_transforms = all(s.name == "raw" for s in multi) and all(
+            _is_raw_transform(c.expr) for c in call_columns)
+        if multi and len(call_columns) > 1 and not raw_transforms:
             raise QueryError(f"selector function {multi[0].name}() cannot be combined with other functions")
         point_time = not interval and calls == 1 and only is not None and only.name in SELECTORS
         aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
@@ -719,7 +822,7 @@ class QueryExecutor:
         groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
         first_time: int | None = None
         limited = False
-        for row in self._con.execute(sql).fetchall():
+        for row in self._cursor().execute(sql).fetchall():
             key = tuple("" if v is None else v for v in row[:ng])
             groups.setdefault(key, {})[row[ng]] = list(row[ng + 1 :])
         if interval:
@@ -771,10 +874,26 @@ class QueryExecutor:
         finished: list[dict[int, tuple[Any, int | None, list[Any]]]] = []
         for i, spec in enumerate(specs):
             values: dict[int, tuple[Any, int | None, list[Any]]] = {}
+            if spec.name == "integral" and interval:
+                for bucket, area in _windowed_integral(per_bucket, i, interval, spec.args[0]).items():
+                    values[bucket] = (area, None, [])
+                finished.append(values)
+                continue
             for bucket, raw in per_bucket.items():
                 values[bucket] = _finish(spec, raw[i], types)
             finished.append(values)
+        ascending = not stmt.sort_fields or stmt.sort_fields[0].ascending
         multi = [i for i, s in enumerate(specs) if s.name in MULTI_ROW or s.name == "raw"]
+        if multi and all(_is_raw_transform(c.expr) for c in columns):
+            # transformations of raw points: each column over its field's points, merged by time
+            per_col: list[list[list[Any]]] = []
+            for col in columns:
+                key = _spec_key_of(col.expr.args[0])  # type: ignore[union-attr]
+                i = next(j for j, s in enumerate(specs) if s.key == key)
+                points = [[t, v] for bucket in sorted(per_bucket)
+                          for t, v, _aux in (finished[i][bucket][0] or [])]
+                per_col.append(_apply_transform(col.expr, points, interval, ascending))  # type: ignore[arg-type]
+            return _merge_by_time(per_col)
         if multi:
             idx = multi[0]
             rows: list[list[Any]] = []
@@ -789,7 +908,7 @@ class QueryExecutor:
                     rows.append([row_time, *[_eval_output(c.expr, env) for c in columns]])
             col = columns[0]
             if isinstance(col.expr, ast.Call) and col.expr.name in TRANSFORMS:
-                return _apply_transform(col.expr, rows, interval)
+                return _apply_transform(col.expr, rows, interval, ascending)
             return rows
         # plain aggregates: fill over the bucket range
         rows = []
@@ -805,7 +924,9 @@ class QueryExecutor:
             for i in range(nspec):
                 got = finished[i].get(bucket)
                 vals.append(None if got is None else got[0])
-                present.append(raw is not None and bool(raw[nspec + i]))
+                # a percentile beyond the points selects nothing: the bucket has no value
+                empty_selection = specs[i].name == "percentile" and (got is None or got[0] is None)
+                present.append(raw is not None and bool(raw[nspec + i]) and not empty_selection)
             series_values.append(vals)
             presence.append(present)
         keep = [any(p) for p in presence]
@@ -847,14 +968,10 @@ class QueryExecutor:
         transforms = [c for c in columns if isinstance(c.expr, ast.Call) and c.expr.name in TRANSFORMS]
         if transforms:
             if len(columns) > 1:
-                per_col = [_apply_transform(c.expr, [[r[0], r[1 + k]] for r in rows], interval)
-                           for k, c in enumerate(columns)]
-                merged: dict[int, list[Any]] = {}
-                for k, col_rows in enumerate(per_col):
-                    for t, v in col_rows:
-                        merged.setdefault(t, [None] * len(columns))[k] = v
-                return [[t, *merged[t]] for t in sorted(merged)]
-            return _apply_transform(columns[0].expr, rows, interval)
+                return _merge_by_time([
+                    _apply_transform(c.expr, [[r[0], r[1 + k]] for r in rows], interval, ascending)  # type: ignore[arg-type]
+                    for k, c in enumerate(columns)])
+            return _apply_transform(columns[0].expr, rows, interval, ascending)  # type: ignore[arg-type]
         return rows
 
 
@@ -1041,6 +1158,16 @@ def _finish(spec: AggSpec, raw: Any, types: dict[str, FieldType]) -> tuple[Any, 
     if name in ("top", "bottom"):
         n = int(spec.args[0])
         sign = -1 if name == "top" else 1
+        tags = spec.args[1]
+        if tags:  # the best point of each tag combination first, then the best n of those
+            where = [spec.aux.index(t) for t in tags]
+            best: dict[tuple[Any, ...], tuple[int, Any, list[Any]]] = {}
+            for p in points:
+                key = tuple(p[2][j] for j in where)
+                held = best.get(key)
+                if held is None or (sign * p[1], p[0]) < (sign * held[1], held[0]):
+                    best[key] = p
+            points = list(best.values())
         chosen = sorted(points, key=lambda p: (sign * p[1], p[0]))[:n]
         return [(t, _json_value(v), a) for t, v, a in sorted(chosen, key=lambda p: p[0])], None, no_aux
     if name == "sample":
@@ -1052,9 +1179,65 @@ def _finish(spec: AggSpec, raw: Any, types: dict[str, FieldType]) -> tuple[Any, 
     raise QueryError(f"unsupported aggregate {name}")
 
 
-def _apply_transform(call: ast.Call, rows: list[list[Any]], interval: int) -> list[list[Any]]:
-    name = call.name
+def _windowed_integral(per_bucket: dict[int, list[Any]], index: int, interval: int,
+                       unit: int) -> dict[int, float]:
+    """integral() with GROUP BY time as InfluxDB: one trapezoid stream over the series; at each
+    window end the value is interpolated, closes that window and opens the next one."""
+    out: dict[int, float] = {}
+    prev_t: int | None = None
+    prev_v = 0.0
+    start = end = 0
+    total = 0.0
+    for bucket in sorted(per_bucket):
+        for point in per_bucket[bucket][index] or []:
+            t, v = point["t"], float(point["v"])
+            if prev_t is None:
+                prev_t, prev_v, start, end = t, v, bucket, bucket + interval
+                continue
+            if t == prev_t:
+                prev_v = v
+                continue
+            if t >= end:
+                if prev_t != end:
+                    edge = prev_v + (v - prev_v) * (end - prev_t) / (t - prev_t)
+                    total += 0.5 * (edge + prev_v) * (end - prev_t) / unit
+                    prev_t, prev_v = end, edge
+                out[start] = total
+                start, end, total = bucket, bucket + interval, 0.0
+            total += 0.5 * (v + prev_v) * (t - prev_t) / unit
+            prev_t, prev_v = t, v
+    if prev_t is not None:
+        out[start] = total
+    return out
+
+
+def _is_raw_transform(expr: ast.Expr) -> bool:
+    return (isinstance(expr, ast.Call) and expr.name in TRANSFORMS and bool(expr.args)
+            and isinstance(expr.args[0], ast.Call) and expr.args[0].name == "__raw")
+
+
+def _merge_by_time(per_col: list[list[list[Any]]]) -> list[list[Any]]:
+    """Rows of several single-value columns joined on time (missing cells are null)."""
+    merged: dict[int, list[Any]] = {}
+    for k, col_rows in enumerate(per_col):
+        for t, v in col_rows:
+            merged.setdefault(t, [None] * len(per_col))[k] = v
+    return [[t, *merged[t]] for t in sorted(merged)]
+
+
+def _apply_transform(call: ast.Call, rows: list[list[Any]], interval: int,
+                     ascending: bool = True) -> list[list[Any]]:
+    """A transformation over time-ascending rows; with ORDER BY time DESC InfluxDB runs it over
+    the descending series (result returned ascending again, the caller reverses)."""
     points = [(r[0], r[1]) for r in rows if r[1] is not None]
+    if ascending:
+        return _transform_points(call, points, interval, True)
+    return _transform_points(call, points[::-1], interval, False)[::-1]
+
+
+def _transform_points(call: ast.Call, points: list[tuple[int, Any]], interval: int,
+                      ascending: bool) -> list[list[Any]]:
+    name = call.name
     out: list[list[Any]] = []
     if name in ("derivative", "non_negative_derivative"):
         # default unit: the GROUP BY interval when there is one, else 1s (as InfluxDB)
@@ -1062,7 +1245,8 @@ def _apply_transform(call: ast.Call, rows: list[list[Any]], interval: int) -> li
         for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
             if t1 == t0:
                 continue
-            value = (float(v1) - float(v0)) / ((t1 - t0) / unit)
+            elapsed = t1 - t0 if ascending else t0 - t1
+            value = (float(v1) - float(v0)) / (elapsed / unit)
             if name == "non_negative_derivative" and value < 0:
                 continue
             out.append([t1, value])
@@ -1087,7 +1271,8 @@ def _apply_transform(call: ast.Call, rows: list[list[Any]], interval: int) -> li
     elif name == "elapsed":
         unit = _duration_arg(call, 1, 1)
         for (t0, _), (t1, _) in zip(points, points[1:], strict=False):
-            out.append([t1, (t1 - t0) // unit])
+            span = t1 - t0
+            out.append([t1, span // unit if span >= 0 else -((-span) // unit)])
     return out
 
 
@@ -1150,16 +1335,13 @@ def _collect_specs(expr: ast.Expr, specs: dict[tuple[Any, ...], AggSpec],
         distinct = expr.name == "count"
     if not isinstance(arg0, ast.VarRef):
         raise QueryError(f"expected field argument in {expr.name}()")
-    args: tuple[Any, ...] = ()
-    if expr.name == "percentile":
-        args = (_literal_arg(expr, 1),)
-    elif expr.name in ("top", "bottom", "sample"):
-        if len(expr.args) > 2:
-            raise QueryError(f"{expr.name}() with tag arguments is not supported by edgets")
-        args = (int(_literal_arg(expr, 1)),)
-    elif expr.name == "integral":
-        args = (_duration_arg(expr, 1, 1_000_000_000),)
-    spec = AggSpec(expr.name, arg0.name, args, distinct)
+    if expr.name in ("top", "bottom") and len(expr.args) < 2:
+        raise QueryError(f"invalid number of arguments for {expr.name}, expected at least 2, "
+                         f"got {len(expr.args)}")
+    ftype = types.get(arg0.name)
+    if expr.name in _NUMERIC_ONLY and ftype in _ITERATOR_TYPE:
+        raise QueryError(f"unsupported {expr.name} iterator type: {_ITERATOR_TYPE[ftype]}")
+    spec = AggSpec(expr.name, arg0.name, _call_args(expr), distinct)
     specs[spec.key] = spec
     return 1
 
@@ -1173,14 +1355,22 @@ def _spec_key_of(call: ast.Call) -> tuple[Any, ...]:
         distinct, arg0 = True, arg0.args[0]
     if isinstance(arg0, ast.Distinct):
         distinct, arg0 = call.name == "count", ast.VarRef(arg0.name)
-    args: tuple[Any, ...] = ()
+    return (call.name, arg0.name, _call_args(call), distinct)  # type: ignore[union-attr]
+
+
+def _call_args(call: ast.Call) -> tuple[Any, ...]:
+    """The literal arguments after the field: percentile N, top/bottom (N, tags), sample N, unit."""
     if call.name == "percentile":
-        args = (_literal_arg(call, 1),)
-    elif call.name in ("top", "bottom", "sample"):
-        args = (int(_literal_arg(call, 1)),)
-    elif call.name == "integral":
-        args = (_duration_arg(call, 1, 1_000_000_000),)
-    return (call.name, arg0.name, args, distinct)  # type: ignore[union-attr]
+        return (_literal_arg(call, 1),)
+    if call.name in ("top", "bottom"):
+        last = len(call.args) - 1
+        tags = tuple(a.name for a in call.args[1:last] if isinstance(a, ast.VarRef))
+        return (int(_literal_arg(call, last)), tags)
+    if call.name == "sample":
+        return (int(_literal_arg(call, 1)),)
+    if call.name == "integral":
+        return (_duration_arg(call, 1, 1_000_000_000),)
+    return ()
 
 
 def _eval_output(expr: ast.Expr, env: dict[tuple[Any, ...], Any]) -> Any:
@@ -1297,14 +1487,11 @@ def _expand_fields(fields: list[ast.Field], data: MeasurementData,
         if isinstance(expr, ast.Call) and expr.args and isinstance(expr.args[0], ast.Wildcard | ast.RegexLiteral):
             arg = expr.args[0]
             pattern = arg.compiled() if isinstance(arg, ast.RegexLiteral) else None
-            numeric_only = expr.name in ("mean", "sum", "median", "stddev", "spread", "integral",
-                                         "percentile", "derivative", "non_negative_derivative",
-                                         "difference", "non_negative_difference", "moving_average",
-                                         "cumulative_sum")
+            accepted = _WILDCARD_TYPES.get(expr.name, NUMERIC)
             for name in sorted(data.field_types):
                 if pattern is not None and not pattern.search(name):
                     continue
-                if numeric_only and data.field_types[name] not in NUMERIC:
+                if data.field_types[name] not in accepted:
                     continue
                 out.append(OutputColumn(f"{expr.name}_{name}",
                                         ast.Call(expr.name, [ast.VarRef(name), *expr.args[1:]])))
@@ -1312,7 +1499,21 @@ def _expand_fields(fields: list[ast.Field], data: MeasurementData,
         if isinstance(expr, ast.VarRef) and expr.name == "time":
             continue  # time is always the first column
         out.append(OutputColumn(f.alias or _expr_name(expr), _copy_expr(expr), bool(f.alias)))
+        if isinstance(expr, ast.Call) and expr.name in ("top", "bottom") and len(expr.args) > 2:
+            # top(field, tag..., N): each tag argument is also an output column of the point
+            for arg in expr.args[1:-1]:
+                if not isinstance(arg, ast.VarRef):
+                    raise QueryError(f"only fields or tags are allowed in {expr.name}(), found {_expr_text(arg)}")
+                out.append(OutputColumn(arg.name, ast.VarRef(arg.name)))
     return out
+
+
+def _expr_text(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.IntegerLiteral | ast.NumberLiteral | ast.UnsignedLiteral):
+        return str(expr.value)
+    if isinstance(expr, ast.StringLiteral):
+        return "'" + expr.value + "'"
+    return _expr_name(expr)
 
 
 def _copy_expr(expr: ast.Expr) -> ast.Expr:
@@ -1397,6 +1598,23 @@ def _tag_filter(expr: ast.Expr | None, tag_keys: set[str]) -> dict[str, set[str]
             continue
         key, vals = values
         out[key] = out[key] & vals if key in out else vals
+    return out
+
+
+def _delete_tag_filter(expr: ast.Expr | None, tag_keys: set[str]) -> dict[str, set[str]] | None:
+    """The exact tag filter of a DELETE/DROP SERIES condition; None when no series can match."""
+    out: dict[str, set[str]] = {}
+    for term in _conjuncts(expr):
+        found = _tag_equalities(term, tag_keys | _var_names(term))
+        if found is None:
+            raise QueryError("DELETE and DROP SERIES support only tag = 'value' conditions "
+                             "(ANDed, or ORed on one tag) besides time")
+        key, values = found
+        if key not in tag_keys:
+            return None
+        out[key] = out[key] & values if key in out else values
+        if not out[key]:
+            return None
     return out
 
 
@@ -1505,6 +1723,17 @@ def _linear_fill(buckets: list[int], column: list[Any]) -> list[Any]:
 def _limit(items: list[Any], limit: int, offset: int) -> list[Any]:
     items = items[offset:] if offset else items
     return items[:limit] if limit else items
+
+
+def _json_column(column: pa.ChunkedArray) -> list[Any]:
+    """An Arrow result column as JSON-ready Python values (NaN and infinities become null)."""
+    if pa.types.is_floating(column.type) and column.null_count < len(column):
+        finite = pc.is_finite(column)
+        if not pc.all(finite.fill_null(True)).as_py():
+            column = pc.if_else(finite, column, pa.scalar(None, column.type))
+    if pa.types.is_decimal(column.type):
+        column = column.cast(pa.float64())
+    return column.to_pylist()
 
 
 def _json_value(value: Any) -> Any:

@@ -75,6 +75,10 @@ class Lexer:
         """1-based (line, char) for an offset, as influxql prints them."""
         return self._line_char(self._eof_offset if offset == -1 else offset)
 
+    def peeked_eof(self) -> None:
+        """influxql's parseRegex peeks a rune without unreading EOF: later EOFs sit one char further."""
+        self._eof_offset = max(self._eof_offset, len(self.text) + 1)
+
     def _line_char(self, offset: int) -> tuple[int, int]:
         text = self.text[: min(offset, len(self.text))]
         line = text.count("\n")

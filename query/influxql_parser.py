@@ -350,17 +350,24 @@ class Parser:
         if tok.kind in ("ASC", "DESC"):
             fields.append(ast.SortField(ascending=tok.kind == "ASC"))
         elif tok.kind == IDENT:
-            fields.append(ast.SortField(name=tok.lit, ascending=not self.accept("DESC")))
+            fields.append(ast.SortField(name=tok.lit, ascending=self.parse_direction()))
             if tok.lit != "time":
                 raise InfluxQLParseError("only ORDER BY time supported at this time")
         else:
             raise self.error(tok, ["identifier", "ASC", "DESC"])
         while self.accept(","):
             name = self.parse_ident()
-            fields.append(ast.SortField(name=name, ascending=not self.accept("DESC")))
+            fields.append(ast.SortField(name=name, ascending=self.parse_direction()))
         if len(fields) > 1:
             raise InfluxQLParseError("only ORDER BY time supported at this time")
         return fields
+
+    def parse_direction(self) -> bool:
+        """Optional ASC | DESC after a sort field; True for ascending."""
+        if self.accept("DESC"):
+            return False
+        self.accept("ASC")
+        return True
 
     def parse_tz(self) -> str | None:
         tok = self.peek_ws()
@@ -586,10 +593,25 @@ class Parser:
             name = self.parse_ident()
             self.expect("ON")
             return ast.DropRetentionPolicyStatement(name, self.parse_ident())
-        if tok.kind in ("CONTINUOUS", "SERIES", "SHARD", "SUBSCRIPTION", "USER"):
+        if tok.kind == "SERIES":
+            return self.parse_drop_series()
+        if tok.kind in ("CONTINUOUS", "SHARD", "SUBSCRIPTION", "USER"):
             raise InfluxQLParseError(f"DROP {tok.kind} is not supported by edgets")
         raise self.error(tok, ["CONTINUOUS", "DATABASE", "MEASUREMENT", "RETENTION", "SERIES",
                                "SHARD", "SUBSCRIPTION", "USER"])
+
+    def parse_drop_series(self) -> ast.DropSeriesStatement:
+        stmt = ast.DropSeriesStatement()
+        mark = self.pos
+        tok = self.scan_ws()
+        if tok.kind == "FROM":
+            stmt.sources = self.parse_sources(subqueries=False)
+        else:
+            self.pos = mark
+        stmt.condition = self.parse_condition()
+        if not stmt.sources and stmt.condition is None:
+            raise self.error(tok, ["FROM", "WHERE"])
+        return stmt
 
     def parse_delete(self) -> ast.DeleteStatement:
         mark = self.pos
@@ -757,7 +779,11 @@ class Parser:
                 return self._compile_regex(tok)
             self.pos = mark
             return None
-        if self.pos >= len(text) or text[self.pos] != "/":
+        if self.pos >= len(text):
+            self.lex.peeked_eof()
+            self.pos = mark
+            return None
+        if text[self.pos] != "/":
             self.pos = mark
             return None
         tok = self.lex.scan_regex(self.pos)
@@ -770,13 +796,39 @@ class Parser:
         try:
             re.compile(go_regex_to_python(tok.lit))
         except re.error as exc:
-            raise self.error_at(f"error parsing regexp: {exc}", tok.start) from None
+            # influxql reports the position just before the opening slash
+            raise self.error_at(f"error parsing regexp: {go_regex_error(exc, tok.lit)}",
+                                max(tok.start - 1, 0)) from None
         return ast.RegexLiteral(tok.lit)
 
 
 def go_regex_to_python(pattern: str) -> str:
     """RE2 syntax accepted by InfluxDB mapped onto Python's `re` (`\\z` end anchor)."""
     return pattern.replace("\\z", "\\Z")
+
+
+def go_regex_error(exc: re.error, pattern: str) -> str:
+    """Go regexp/syntax's error text ("missing closing ): `(`") for a Python `re` error."""
+    msg = str(exc.msg)
+    pos = exc.pos if exc.pos is not None else 0
+    if msg.startswith("missing ), unterminated subpattern"):
+        return f"missing closing ): `{pattern}`"
+    if msg.startswith("unbalanced parenthesis"):
+        return f"unexpected ): `{pattern}`"
+    if msg.startswith("unterminated character set"):
+        return f"missing closing ]: `{pattern[pos:]}`"
+    if msg.startswith("nothing to repeat"):
+        return f"missing argument to repetition operator: `{pattern[pos:pos + 1]}`"
+    if msg.startswith("multiple repeat"):
+        return f"invalid nested repetition operator: `{pattern[max(pos - 1, 0):pos + 1]}`"
+    if msg.startswith("bad escape"):
+        return f"invalid escape sequence: `{pattern[pos:pos + 2]}`"
+    if msg.startswith("bad character range"):
+        end = pattern.find("]", pos)
+        return f"invalid character class range: `{pattern[pos:end if end > 0 else len(pattern)]}`"
+    if msg.startswith("unknown extension") or msg.startswith("missing -, : or )"):
+        return f"invalid or unsupported Perl syntax: `{pattern[pos:pos + 3]}`"
+    return msg
 
 
 def _insert_binary(root: ast.Expr, op: str, rhs: ast.Expr) -> ast.Expr:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 EPOCH_UNITS_NS = {
     "ns": 1, "n": 1, "u": 1_000, "µ": 1_000, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
     "m": 60_000_000_000, "h": 3_600_000_000_000,
@@ -29,6 +31,16 @@ class Series:
     values: list[list[Any]] = field(default_factory=list)
     tags: dict[str, str] | None = None
     tz: str | None = None  # tz() of the statement: RFC3339 output in this zone
+    # columnar rows (large raw results): int64 ns times and one list of JSON-ready values per
+    # column after time; when set, `values` is unused
+    times: np.ndarray | None = None
+    value_columns: list[list[Any]] | None = None
+
+    def rows(self) -> list[list[Any]]:
+        """Rows with int ns times, whichever form the series holds."""
+        if self.times is None or self.value_columns is None:
+            return self.values
+        return list(map(list, zip(self.times.tolist(), *self.value_columns, strict=True)))
 
     def to_json(self, epoch: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -37,7 +49,10 @@ class Series:
         if self.tags is not None:
             out["tags"] = self.tags
         out["columns"] = list(self.columns)
-        if self.columns and self.columns[0] == "time":
+        if self.times is not None and self.value_columns is not None:
+            times = format_times(self.times, epoch, self.tz)
+            out["values"] = list(map(list, zip(times, *self.value_columns, strict=True)))
+        elif self.columns and self.columns[0] == "time":
             out["values"] = [[format_time(row[0], epoch, self.tz), *row[1:]] for row in self.values]
         else:
             out["values"] = [list(row) for row in self.values]
@@ -50,6 +65,26 @@ def format_time(ns: int, epoch: str | None, tz: str | None = None) -> int | str:
         unit = EPOCH_UNITS_NS.get(epoch, 1)
         return int(ns / unit) if ns < 0 else ns // unit
     return rfc3339nano(ns, tz)
+
+
+def format_times(ns: np.ndarray, epoch: str | None, tz: str | None = None) -> list[Any]:
+    """format_time over an int64 array, vectorised (epoch units, UTC RFC3339Nano)."""
+    if epoch:
+        unit = EPOCH_UNITS_NS.get(epoch, 1)
+        if unit == 1:
+            return ns.tolist()
+        return np.where(ns < 0, -((-ns) // unit), ns // unit).tolist()  # Go truncates toward 0
+    if tz:
+        return [rfc3339nano(t, tz) for t in ns.tolist()]
+    secs = ns // 1_000_000_000
+    frac = ns - secs * 1_000_000_000
+    base = np.datetime_as_string(secs.astype("datetime64[s]"), unit="s")
+    if not frac.any():
+        return np.char.add(base, "Z").tolist()
+    out = np.char.add(base, "Z").tolist()
+    for i in np.flatnonzero(frac).tolist():
+        out[i] = f"{base[i]}.{int(frac[i]):09d}".rstrip("0") + "Z"
+    return out
 
 
 def rfc3339nano(ns: int, tz: str | None = None) -> str:

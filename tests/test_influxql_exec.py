@@ -468,3 +468,126 @@ def test_influxdb_167_quirks(executor: QueryExecutor) -> None:
     res = run(executor, "SELECT stddev(n) FROM cpu WHERE host = 'a' AND time < 10s")
     assert res["series"][0]["values"] == [[0, None]]  # one point: a row with null, not no row
     assert run(executor, "SELECT host FROM cpu") == {"statement_id": 0}
+
+
+# ---- InfluxDB 1.6.7 parity fixes (differential corpus) ----------------------------------------------
+class DeletingSource(MemorySource):
+    """MemorySource with the engine's delete(db, measurement, start_ns, end_ns, tag_filter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[tuple[str, str, int | None, int | None, dict[str, set[str]] | None]] = []
+
+    def delete(self, db: str, measurement: str, start_ns: int | None = None, end_ns: int | None = None,
+               tag_filter: dict[str, set[str]] | None = None) -> int:
+        self.deletes.append((db, measurement, start_ns, end_ns, tag_filter))
+        return 0
+
+
+@pytest.fixture
+def typed() -> QueryExecutor:
+    """'dev': one series per site with a float, an integer, a string and a boolean field."""
+    src = DeletingSource()
+    src.create_database("db")
+    sites = [(("site", "x"),), (("site", "y"),)]
+    n = 12
+    sid = np.array([i % 2 for i in range(n)], np.int32)
+    t = np.array([i * 7 * S for i in range(n)], np.int64)
+    src.write("db", Batch("dev", sites, sid, t, {
+        "v": pa.array([float((i * 37) % 11) for i in range(n)], pa.float64()),
+        "k": pa.array([(i * 5) % 7 for i in range(n)], pa.int64()),
+        "s": pa.array([f"s{i % 3}" for i in range(n)], pa.string()),
+        "b": pa.array([i % 3 == 0 for i in range(n)], pa.bool_()),
+    }))
+    ex = QueryExecutor(src, now_ns=lambda: NOW)
+    ex.source_for_tests = src  # type: ignore[attr-defined]
+    return ex
+
+
+def dev_points() -> list[tuple[str, int, float, int]]:
+    return [("xy"[i % 2], i * 7 * S, float((i * 37) % 11), (i * 5) % 7) for i in range(12)]
+
+
+def test_order_by_time_asc_is_accepted(typed: QueryExecutor) -> None:
+    asc = run(typed, "SELECT v FROM dev ORDER BY time ASC")["series"][0]["values"]
+    assert asc == sorted(asc) and len(asc) == 12
+
+
+def test_wildcard_aggregates_expand_to_influxdb_types(typed: QueryExecutor) -> None:
+    assert run(typed, "SELECT max(*) FROM dev")["series"][0]["columns"] == ["time", "max_b", "max_k", "max_v"]
+    assert run(typed, "SELECT mean(*) FROM dev")["series"][0]["columns"] == ["time", "mean_k", "mean_v"]
+    assert run(typed, "SELECT count(*) FROM dev")["series"][0]["columns"] == [
+        "time", "count_b", "count_k", "count_s", "count_v"]
+
+
+def test_percentile_selecting_nothing_returns_no_series(typed: QueryExecutor) -> None:
+    assert run(typed, "SELECT percentile(v, 0) FROM dev") == {"statement_id": 0}
+    got = run(typed, "SELECT percentile(v, 100) FROM dev")["series"][0]["values"][0][1]
+    assert got == max(p[2] for p in dev_points())
+
+
+def test_top_bottom_with_tag_arguments(typed: QueryExecutor) -> None:
+    best: dict[str, tuple[int, float]] = {}
+    for site, t, v, _ in dev_points():  # max per site, earliest on ties
+        if site not in best or (-v, t) < (-best[site][1], best[site][0]):
+            best[site] = (t, v)
+    expected = sorted([[t, v, site] for site, (t, v) in best.items()])
+    res = run(typed, "SELECT top(v, site, 2) FROM dev")["series"][0]
+    assert res["columns"] == ["time", "top", "site"]
+    assert res["values"] == expected
+    res = run(typed, "SELECT bottom(v, site, 1), k FROM dev")["series"][0]
+    assert res["columns"] == ["time", "bottom", "site", "k"]
+    low = min(dev_points(), key=lambda p: (p[2], p[1]))
+    assert res["values"] == [[low[1], low[2], low[0], low[3]]]
+
+
+def test_integral_group_by_time_interpolates_window_edges(typed: QueryExecutor) -> None:
+    pts = [(t, v) for site, t, v, _ in dev_points() if site == "x"]
+    width = 20 * S
+    areas: dict[int, float] = {}
+    for (t0, v0), (t1, v1) in zip(pts, pts[1:], strict=False):  # split each trapezoid at window edges
+        cuts = [t0] + list(range((t0 // width + 1) * width, t1, width)) + [t1]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            va = v0 + (v1 - v0) * (a - t0) / (t1 - t0)
+            vb = v0 + (v1 - v0) * (b - t0) / (t1 - t0)
+            areas[a // width * width] = areas.get(a // width * width, 0.0) + (va + vb) / 2 * (b - a) / S
+    res = run(typed, f"SELECT integral(v) FROM dev WHERE site = 'x' AND time >= 0s AND time < {pts[-1][0] + 1} "
+                     "GROUP BY time(20s) fill(none)")
+    assert rows_close(res["series"][0]["values"], [[b, a] for b, a in sorted(areas.items())])
+
+
+def test_transformations_over_descending_series_and_mixed(typed: QueryExecutor) -> None:
+    pts = [(t, v) for site, t, v, _ in dev_points() if site == "y"]
+    desc = pts[::-1]
+    expected = [[t1, (v1 - v0) / ((t0 - t1) / S)] for (t0, v0), (t1, v1) in zip(desc, desc[1:], strict=False)]
+    res = run(typed, "SELECT derivative(v, 1s) FROM dev WHERE site = 'y' ORDER BY time DESC")
+    assert rows_close(res["series"][0]["values"], expected)
+    res = run(typed, "SELECT derivative(v, 1s), difference(v) FROM dev WHERE site = 'y'")["series"][0]
+    assert res["columns"] == ["time", "derivative", "difference"]
+    both = [[t1, (v1 - v0) / ((t1 - t0) / S), v1 - v0] for (t0, v0), (t1, v1) in zip(pts, pts[1:], strict=False)]
+    assert rows_close(res["values"], both)
+
+
+def test_statements_after_a_failure_are_not_executed(typed: QueryExecutor) -> None:
+    results = typed.execute("SELECT count(v) FROM dev; SELECT v FROM nosuch.autogen.m; SELECT count(k) FROM dev", "db")
+    assert results[0]["series"][0]["values"][0][1] == 12
+    assert results[1] == {"statement_id": 1, "error": "database not found: nosuch"}
+    assert results[2] == {"statement_id": 2, "error": "not executed"}
+
+
+def test_influxdb_error_texts(typed: QueryExecutor) -> None:
+    assert run(typed, "SELECT mean(s) FROM dev")["error"] == "unsupported mean iterator type: *query.stringInterruptIterator"
+    assert run(typed, "SELECT sum(b) FROM dev")["error"] == "unsupported sum iterator type: *query.booleanInterruptIterator"
+    assert run(typed, "SELECT top(v) FROM dev")["error"] == "invalid number of arguments for top, expected at least 2, got 1"
+
+
+def test_drop_series_and_delete_map_to_source_delete(typed: QueryExecutor) -> None:
+    src: DeletingSource = typed.source_for_tests  # type: ignore[attr-defined]
+    assert typed.execute("DROP SERIES FROM dev WHERE site = 'x'", "db") == [{"statement_id": 0}]
+    assert src.deletes == [("db", "dev", None, None, {"site": {"x"}})]
+    assert typed.execute("DELETE FROM dev WHERE time < 10s", "db") == [{"statement_id": 0}]
+    assert src.deletes[-1] == ("db", "dev", None, 10 * S, {})
+    assert "error" in typed.execute("DELETE FROM dev WHERE site != 'x'", "db")[0]  # never deletes too much
+    assert typed.execute("DELETE FROM dev WHERE nosuchtag = 'x'", "db") == [{"statement_id": 0}]
+    assert len(src.deletes) == 2
+    assert typed.execute("SHOW MEASUREMENTS", "gone") == [{"statement_id": 0}]

@@ -268,3 +268,29 @@ def test_error_texts(text: str, error: str) -> None:
     with pytest.raises(InfluxQLParseError) as info:
         parse_query(text)
     assert str(info.value) == "error parsing query: " + error
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("SELECT mean(temp) FROM weather GROUP BY time(",
+         "found EOF, expected identifier, string, number, bool at line 1, char 47"),
+        ("SELECT * FROM weather WHERE location =~ /(/", "error parsing regexp: missing closing ): `(` at line 1, char 40"),
+        ("SELECT * FROM m WHERE a =~ /a)/", "error parsing regexp: unexpected ): `a)` at line 1, char 27"),
+        ("SELECT * FROM m WHERE a =~ /[a/", "error parsing regexp: missing closing ]: `[a` at line 1, char 27"),
+        ("SELECT * FROM m WHERE a =~ /*/",
+         "error parsing regexp: missing argument to repetition operator: `*` at line 1, char 27"),
+        ("DROP SERIES", "found EOF, expected FROM, WHERE at line 1, char 13"),
+    ],
+)
+def test_influxdb_error_positions_and_go_regex_texts(text: str, message: str) -> None:
+    with pytest.raises(InfluxQLParseError) as info:
+        parse_query(text)
+    assert str(info.value) == f"error parsing query: {message}"
+
+
+def test_order_by_asc_and_drop_series_parse() -> None:
+    (stmt,) = parse_query("SELECT v FROM m ORDER BY time ASC")
+    assert isinstance(stmt, ast.SelectStatement) and stmt.sort_fields == [ast.SortField("time", True)]
+    (drop,) = parse_query("DROP SERIES FROM m1 WHERE host = 'c'")
+    assert isinstance(drop, ast.DropSeriesStatement) and drop.sources == [ast.Measurement(name="m1")]
