@@ -1,14 +1,15 @@
-"""Sync benchmark: drain a backlog of segment files edge -> cloud over loopback, sender and receiver
-in separate processes; prints bytes/s, link utilisation under a cap, and peak RSS (VmHWM) of both."""
+"""Sync benchmark with real segments: TSBS cpu data written into a StorageEngine and flushed, drained
+by the real sender (StoreSegmentSource) to an `edgets cloud` process; wire bytes vs Telegraf, cap, RSS."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gzip
 import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,42 +18,98 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sync.segment_source import write_sealed_segment  # noqa: E402
+from bench.datasets import CPU_FIELDS, CpuData, cpu_lines, tsbs_cpu  # noqa: E402
+from storage.batch import Batch, TagSet  # noqa: E402
+from storage.engine import StorageConfig, StorageEngine  # noqa: E402
+from storage.segment_format import read_segment  # noqa: E402
+from storage.segment_store import SegmentStore  # noqa: E402
+from sync.fault_proxy import FaultProxy  # noqa: E402
 
-FIELDS = ["usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait", "usage_irq",
-          "usage_softirq", "usage_steal", "usage_guest", "usage_guest_nice"]
-
-
-def tsbs_cpu_segment(rng: np.random.Generator, rows: int, start_ns: int) -> bytes:
-    """TSBS-like `cpu` rows (100 hosts, 10 s interval, 10 float fields) as zstd Arrow IPC."""
-    hosts = 100
-    series = np.tile(np.arange(hosts, dtype=np.int32), rows // hosts + 1)[:rows]
-    times = start_ns + (np.arange(rows, dtype=np.int64) // hosts) * 10_000_000_000
-    columns: dict[str, pa.Array] = {"series_id": pa.array(series), "time": pa.array(times)}
-    for name in FIELDS:
-        walk = np.clip(50 + np.cumsum(rng.normal(0, 1, rows)), 0, 100)
-        columns[name] = pa.array(np.round(walk, 2))
-    table = pa.table(columns)
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression="zstd")) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
+DB = "benchmark"
+NODE, TOKEN = "bench", "t"
 
 
-def make_backlog(directory: Path, segments: int, unique: list[bytes]) -> int:
-    total = 0
-    for seq in range(segments):
-        data = unique[seq % len(unique)]
-        write_sealed_segment(directory, seq, data, min_time_ns=seq * 10**12,
-                             max_time_ns=seq * 10**12 + 10**12 - 1, rows=1, database="benchmark",
-                             measurement="cpu")
-        total += len(data)
-    return total
+def host_tagsets(data: CpuData) -> list[TagSet]:
+    """The ',k=v,...' suffixes of bench.datasets as sorted tag tuples."""
+    out: list[TagSet] = []
+    for suffix in data.host_tags:
+        pairs = [kv.split("=", 1) for kv in suffix.lstrip(",").split(",")]
+        out.append(tuple(sorted((k, v) for k, v in pairs)))
+    return out
+
+
+def build_edge(edge_dir: Path, data: CpuData, flush_steps: int) -> dict[str, float]:
+    """Write the data into a real engine in 5000-point-ish batches, flushing every
+    `flush_steps` timestamps (a flush_size-sized segment per measurement window)."""
+    engine = StorageEngine(StorageConfig(edge_dir, fsync="never", background=False,
+                                         memory_budget_bytes=1 << 30))
+    engine.open()
+    started = time.perf_counter()
+    try:
+        engine.create_database(DB)
+        series = host_tagsets(data)
+        steps, hosts = data.values.shape[0], data.hosts
+        per_batch = max(1, 5000 // hosts)
+        for t0 in range(0, steps, per_batch):
+            t1 = min(steps, t0 + per_batch)
+            block = data.values[t0:t1].reshape(-1, len(CPU_FIELDS))
+            batch = Batch("cpu", series, np.tile(np.arange(hosts, dtype=np.int32), t1 - t0),
+                          np.repeat(data.times[t0:t1], hosts),
+                          {name: pa.array(block[:, i]) for i, name in enumerate(CPU_FIELDS)})
+            engine.write(DB, [batch])
+            if t1 % flush_steps < per_batch or t1 == steps:
+                engine.flush_all()
+        infos = engine.segment_store.segments()
+    finally:
+        engine.close()
+    return {"segments": len(infos), "rows": sum(i.rows for i in infos),
+            "values": sum(i.field_values for i in infos), "bytes": sum(i.size for i in infos),
+            "build_s": time.perf_counter() - started}
+
+
+def replicate(edge_dir: Path, copies: int) -> dict[str, float]:
+    """The same segments sealed again (copies-1 times) under new seqs: a copies-x backlog."""
+    store = SegmentStore(edge_dir)
+    store.open()
+    originals = store.segments()
+    for _ in range(copies - 1):
+        for info in originals:
+            store.seal(info.database, info.measurement, read_segment(info.path),
+                       tag_keys=info.tag_keys)
+    infos = store.segments()
+    return {"segments": len(infos), "rows": sum(i.rows for i in infos),
+            "values": sum(i.field_values for i in infos), "bytes": sum(i.size for i in infos)}
+
+
+def subset_edge(src: Path, dst: Path, max_bytes: int) -> dict[str, float]:
+    """A copy of the first segments of `src` up to `max_bytes` (for the capped run)."""
+    store = SegmentStore(src)
+    store.open()
+    picked, total = [], 0
+    for info in store.segments():
+        if picked and total + info.size > max_bytes:
+            break
+        picked.append(info)
+        total += info.size
+    for info in picked:
+        target = dst / info.path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(info.path, target)
+    return {"segments": len(picked), "rows": sum(i.rows for i in picked),
+            "values": sum(i.field_values for i in picked), "bytes": total}
+
+
+def telegraf_bytes(data: CpuData) -> tuple[int, int]:
+    """(raw, gzip-6) bytes of the same points as Telegraf sends them: 5000-line batches."""
+    raw = packed = 0
+    for body in cpu_lines(data, 5000):
+        raw += len(body)
+        packed += len(gzip.compress(body, compresslevel=6))
+    return raw, packed
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -62,104 +119,145 @@ def vm_hwm_kib(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def committed(cloud_dir: Path) -> tuple[int, int, int]:
-    """(count, first committed_at_ns, last committed_at_ns) from the cloud catalog."""
-    db = cloud_dir / "catalog.sqlite"
-    if not db.exists():
-        return 0, 0, 0
-    conn = sqlite3.connect(db, timeout=5)
-    try:
-        row = conn.execute("SELECT COUNT(*), MIN(committed_at_ns), MAX(committed_at_ns) "
-                           "FROM segments").fetchone()
-    except sqlite3.OperationalError:
-        return 0, 0, 0
-    finally:
-        conn.close()
-    return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+# ------------------------------------------------------------------ the sender child process
+async def sender_child(edge_dir: Path, url: str, cap: float | None, result: Path) -> None:
+    from sync.ledger import AckLedger
+    from sync.sender import SenderConfig, SyncSender
+    from sync.store_source import StoreSegmentSource
 
-
-def drain(work: Path, backlog_dir: Path, segments: int, cap: float | None) -> dict[str, float]:
-    run = Path(tempfile.mkdtemp(dir=work))
-    segs = run / "segs"
-    shutil.copytree(backlog_dir, segs)
-    cloud_dir = run / "cloud"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    (run / "cloud.json").write_text(json.dumps({"cloud_dir": str(cloud_dir),
-                                                "tokens": {"bench": "t"}}))
-    port_file = run / "port"
-    cloud = subprocess.Popen([sys.executable, "-m", "sync.receiver", "--config",
-                              str(run / "cloud.json"), "--port-file", str(port_file)], env=env)
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("receiver did not start")
-        time.sleep(0.02)
-    sender_cfg = {"url": f"ws://127.0.0.1:{port_file.read_text()}", "node": "bench", "token": "t",
-                  "ledger_dir": str(run / "ledger"), "segment_dir": str(segs),
-                  "bandwidth_bytes_per_s": cap}
-    (run / "sender.json").write_text(json.dumps(sender_cfg))
+    store = SegmentStore(edge_dir)
+    store.open()
+    ledger = AckLedger.open(edge_dir / "sync")
+    sender = SyncSender(SenderConfig(url=url, node=NODE, token=TOKEN, ledger_dir=ledger.directory,
+                                     bandwidth_bytes_per_s=cap),
+                        StoreSegmentSource(store, ledger), ledger)
     started = time.monotonic()
-    sender = subprocess.Popen([sys.executable, "-m", "sync.sender", "--config",
-                               str(run / "sender.json")], env=env)
+    task = asyncio.ensure_future(sender.run())
+    connected_at = None
+    while sender.status()["lag_segments"] > 0:
+        if connected_at is None and sender.connected:
+            connected_at = time.monotonic()
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)  # sampling the status, not synchronisation
+    done = time.monotonic()
+    sender.stop()
+    await task
+    result.write_text(json.dumps({
+        "wall_s": done - started, "active_s": done - (connected_at or started),
+        "payload_bytes": sender.bytes_sent, "acked": sender.segments_acked,
+        "hwm_kib": vm_hwm_kib(os.getpid())}))
+
+
+# ------------------------------------------------------------------ orchestration
+def start_cloud(cloud_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "cloud", "--data-dir",
+                             str(cloud_dir), "--bind", "127.0.0.1:0", "--log-level", "WARNING",
+                             "--set", f"cloud.tokens={NODE}:{TOKEN}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "listening on " in line:
+            return proc, int(line.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1])
+    raise RuntimeError(f"edgets cloud did not start (exit {proc.wait()})")
+
+
+async def drain(work: Path, edge_dir: Path, cap: float | None) -> dict[str, float]:
+    cloud_dir = work / f"cloud-{time.monotonic_ns()}"
+    cloud, port = start_cloud(cloud_dir)
+    proxy = await FaultProxy("127.0.0.1", port, read_size=256 << 10).start()
+    result = work / "sender-result.json"
     try:
-        while True:
-            count, first_ns, last_ns = committed(cloud_dir)
-            if count >= segments:
-                break
-            if time.monotonic() - started > 600:
-                raise RuntimeError(f"drain timed out at {count}/{segments}")
-            time.sleep(0.05)
-        wall = time.monotonic() - started
-        sender_hwm, cloud_hwm = vm_hwm_kib(sender.pid), vm_hwm_kib(cloud.pid)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "--sender-child", str(edge_dir),
+            "--url", f"ws://127.0.0.1:{proxy.port}", "--cap", str(cap or 0),
+            "--result", str(result), cwd=REPO)
+        if await child.wait() != 0:
+            raise RuntimeError("sender child failed")
+        out = json.loads(result.read_text())
+        out["cloud_hwm_kib"] = vm_hwm_kib(cloud.pid)
+        out["wire_up"], out["wire_down"] = proxy.bytes_up, proxy.bytes_down
     finally:
-        for proc in (sender, cloud):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-    total = sum(p.stat().st_size for p in segs.glob("*.seg"))
-    first_size = next(iter(sorted(segs.glob("*.seg")))).stat().st_size
-    steady = (total - first_size) / max((last_ns - first_ns) / 1e9, 1e-9)
-    shutil.rmtree(run)
-    return {"bytes": total, "wall_s": wall, "wall_rate": total / wall, "steady_rate": steady,
-            "sender_hwm_mib": sender_hwm / 1024, "cloud_hwm_mib": cloud_hwm / 1024}
+        await proxy.close()
+        cloud.send_signal(signal.SIGTERM)
+        cloud.wait(30)
+        shutil.rmtree(cloud_dir, ignore_errors=True)
+    shutil.rmtree(edge_dir / "sync", ignore_errors=True)  # a later run starts unsynced again
+    return out
+
+
+def report(label: str, backlog: dict[str, float], run: dict[str, float]) -> None:
+    wire = run["wire_up"] + run["wire_down"]
+    print(f"{label:>8}: {backlog['segments']:5.0f} segs {backlog['rows']:10.0f} points "
+          f"{backlog['bytes'] / 1e6:8.2f} MB  drained in {run['active_s']:7.2f} s: "
+          f"{backlog['rows'] / run['active_s']:11,.0f} points/s "
+          f"{backlog['values'] / run['active_s']:12,.0f} values/s "
+          f"{wire / run['active_s'] / 1e6:7.2f} MB/s; wire {wire / backlog['rows']:.3f} B/point; "
+          f"peak RSS sender {run['hwm_kib'] / 1024:.1f} MiB, cloud {run['cloud_hwm_kib'] / 1024:.1f} MiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--segments", type=int, default=16, help="1x backlog in segments")
-    parser.add_argument("--rows", type=int, default=150_000, help="rows per segment")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 hours of data instead of 24, capped run over 3 MB")
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--flush-hours", type=float, default=2.0,
+                        help="data hours per flushed segment (flush_size-sized segments)")
     parser.add_argument("--cap-mb", type=float, default=1.0, help="bandwidth cap, MB/s")
-    parser.add_argument("--cap-seconds", type=float, default=6.0, help="capped run length")
+    parser.add_argument("--cap-mbytes", type=float, default=30.0,
+                        help="segment MB drained under the cap (subset of the N x backlog)")
+    parser.add_argument("--copies", type=int, default=10, help="the large backlog is N x 1 day")
+    parser.add_argument("--sender-child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--cap", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sender_child is not None:
+        asyncio.run(sender_child(args.sender_child, args.url, args.cap or None, args.result))
+        return
+    hours = 2.0 if args.quick else args.hours
+    if args.quick:
+        args.cap_mbytes, args.flush_hours = 3.0, 0.25
+    copies = 10 if args.quick else args.copies
     work = Path(tempfile.mkdtemp(prefix="edgets-bench-sync-"))
     try:
-        rng = np.random.default_rng(42)
-        unique = [tsbs_cpu_segment(rng, args.rows, i * 10**12) for i in range(8)]
-        seg_size = sum(map(len, unique)) / len(unique)
-        print("backlog: zstd-compressed Arrow IPC of TSBS-like cpu data (stand-in until the "
-              f"storage segment writer exists); {args.rows} rows/segment, "
-              f"{seg_size / 1e6:.2f} MB/segment avg, 8 distinct contents reused")
-        results = {}
-        for label, count in (("1x", args.segments), ("10x", args.segments * 10)):
-            backlog = work / f"backlog-{label}"
-            make_backlog(backlog, count, unique)
-            results[label] = drain(work, backlog, count, None)
-            shutil.rmtree(backlog)
-        capped_count = max(2, int(args.cap_mb * 1e6 * args.cap_seconds / seg_size))
-        backlog = work / "backlog-capped"
-        make_backlog(backlog, capped_count, unique)
+        data = tsbs_cpu(hosts=args.hosts, hours=hours)
+        edge = work / "edge"
+        backlog = build_edge(edge, data, max(1, int(args.flush_hours * 360)))
+        raw, gz = telegraf_bytes(data)
+        print(f"data: TSBS cpu-only, {args.hosts} hosts x {hours:g} h at 10 s = "
+              f"{backlog['rows']:.0f} points, {backlog['values']:.0f} int field values; written "
+              f"through StorageEngine in {backlog['build_s']:.1f} s, flushed to "
+              f"{backlog['segments']:.0f} segments of {args.flush_hours:g} h "
+              f"({backlog['bytes'] / 1e6:.2f} MB)")
+        results: dict[str, dict[str, float]] = {}
+        results["1x"] = asyncio.run(drain(work, edge, None))
+        report("1x", backlog, results["1x"])
+        one = results["1x"]
+        wire = one["wire_up"] + one["wire_down"]
+        print(f"wire bytes/point {wire / backlog['rows']:.3f} (up {one['wire_up']}, down "
+              f"{one['wire_down']}); Telegraf line protocol {raw / backlog['rows']:.1f} B/point raw, "
+              f"gzip-6 in 5000-line batches {gz / backlog['rows']:.3f} B/point; "
+              f"ratio edgets/Telegraf-gzip = 1/{gz / wire:.1f}")
+        big = replicate(edge, copies)
+        results[f"{copies}x"] = asyncio.run(drain(work, edge, None))
+        report(f"{copies}x", big, results[f"{copies}x"])
+        print(f"peak RSS {copies}x vs 1x backlog: sender "
+              f"{results[f'{copies}x']['hwm_kib'] / 1024:.1f} vs {one['hwm_kib'] / 1024:.1f} MiB, "
+              f"cloud {results[f'{copies}x']['cloud_hwm_kib'] / 1024:.1f} vs "
+              f"{one['cloud_hwm_kib'] / 1024:.1f} MiB")
+        capped_dir = work / "capped"
+        capped = subset_edge(edge, capped_dir, int(args.cap_mbytes * 1e6))
         cap = args.cap_mb * 1e6
-        results["capped"] = drain(work, backlog, capped_count, cap)
-        for label, r in results.items():
-            print(f"{label:>7}: {r['bytes'] / 1e6:8.1f} MB in {r['wall_s']:6.2f} s wall "
-                  f"(incl. process start) = {r['wall_rate'] / 1e6:7.2f} MB/s; steady "
-                  f"{r['steady_rate'] / 1e6:7.2f} MB/s; peak RSS sender "
-                  f"{r['sender_hwm_mib']:.1f} MiB, receiver {r['cloud_hwm_mib']:.1f} MiB")
-        capped = results["capped"]
-        print(f"cap {args.cap_mb:.1f} MB/s: link utilisation {100 * capped['steady_rate'] / cap:.1f}% "
-              f"(steady), {100 * capped['wall_rate'] / cap:.1f}% (wall incl. start/handshake)")
-        print(f"RSS 10x vs 1x backlog: sender {results['10x']['sender_hwm_mib']:.1f} vs "
-              f"{results['1x']['sender_hwm_mib']:.1f} MiB, receiver "
-              f"{results['10x']['cloud_hwm_mib']:.1f} vs {results['1x']['cloud_hwm_mib']:.1f} MiB")
+        results["capped"] = asyncio.run(drain(work, capped_dir, cap))
+        c = results["capped"]
+        report("capped", capped, c)
+        print(f"cap {args.cap_mb:g} MB/s (sender token bucket): link utilisation "
+              f"{100 * (c['wire_up'] + c['wire_down']) / c['active_s'] / cap:.1f}% over "
+              f"{c['active_s']:.1f} s connected (wire bytes both directions); "
+              f"{100 * (c['wire_up'] + c['wire_down']) / c['wall_s'] / cap:.1f}% over "
+              f"{c['wall_s']:.1f} s incl. connect")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -28,10 +28,13 @@ from storage.fsio import fsync_dir
 from storage.segment_format import SegmentCorrupt, read_segment, time_array
 from storage.segment_store import encode_dir_name
 from sync.cloud_store import NODE_TAG, CloudSegment, CloudTableSource, _overlapping, conform
+from sync.receiver import CommittedSegment, committed_segments
 
 log = logging.getLogger(__name__)
 
 DAY_NS = 86_400 * 10**9
+_ABSENT_TAG = "\x00"  # stands for "series has no such tag" in (series, time) keys
+_ROW_INDEX = "\x00row"
 DATABASE_COLUMN = "database"
 LOCK_NAME = "parquet_export.lock"
 MIGRATION = "parquet_export_v1"
@@ -108,7 +111,8 @@ class ParquetExporter:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.crash_hook = crash_hook
         self.counters: dict[str, int] = {"runs": 0, "batches": 0, "segments": 0, "rows": 0,
-                                         "files": 0, "recovered_batches": 0, "errors": 0}
+                                         "files": 0, "recovered_batches": 0, "errors": 0,
+                                         "duplicate_rows_skipped": 0}
         self.last_error: str | None = None
         self.last_run_ns = 0
         self._conn: sqlite3.Connection | None = None
@@ -262,11 +266,59 @@ class ParquetExporter:
             rows = merge_tables(tables, first.measurement, tags)
         else:
             rows = pa.concat_tables(tables).combine_chunks()
+        rows = self._drop_already_exported(batch, rows, tags)
         if rows.num_rows == 0:
             return None
         rows = rows.append_column(NODE_TAG, pa.array([first.node] * rows.num_rows, type=pa.string()))
         return rows.append_column(DATABASE_COLUMN,
                                   pa.array([first.database] * rows.num_rows, type=pa.string()))
+
+    def _exported_overlapping(self, batch: list[CloudSegment]) -> list[CommittedSegment]:
+        """Already exported segments (visible or since replaced) of the batch's node, database
+        and measurement whose time range meets the batch's: the rows Parquet already holds."""
+        first = batch[0].committed
+        lo = min(s.committed.min_time_ns for s in batch)
+        hi = max(s.committed.max_time_ns for s in batch)
+        exported = self.exported_keys()
+        return [c for c in committed_segments(self.cloud_dir, first.node)
+                if (c.node, c.epoch, c.seq) in exported and c.database == first.database
+                and c.measurement == first.measurement and c.min_time_ns <= hi and c.max_time_ns >= lo]
+
+    def _drop_already_exported(self, batch: list[CloudSegment], rows: pa.Table,
+                               tags: list[str]) -> pa.Table:
+        """Rows whose (series, time) an earlier batch of the same node exported are left out:
+        an edge re-flushing rows it already shipped under another seq (orphan segments of an
+        interrupted flush are deleted at the edge and their rows sealed again), or a compaction
+        output some of whose inputs were exported, never puts a point into Parquet twice."""
+        if rows.num_rows == 0:
+            return rows
+        earlier = self._exported_overlapping(batch)
+        if not earlier:
+            return rows
+        lo, hi = int(time_array(rows).min()), int(time_array(rows).max())
+        seen: list[pa.Table] = []
+        for c in earlier:
+            try:
+                table = read_segment(c.path, columns=tags, start_ns=lo, end_ns=hi + 1)
+            except (SegmentCorrupt, OSError) as exc:
+                raise ExportError(f"exported segment node={c.node} seq={c.seq} ({c.path}) "
+                                  f"unreadable while checking for duplicates: {exc}") from exc
+            if table.num_rows:
+                seen.append(_series_time_keys(table, tags))
+        if not seen:
+            return rows
+        keys = _series_time_keys(rows, tags)
+        keys = keys.append_column(_ROW_INDEX, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        fresh = keys.join(pa.concat_tables(seen).group_by(keys.column_names[:-1]).aggregate([]),
+                          keys=keys.column_names[:-1], join_type="left anti")
+        keep = np.sort(fresh.column(_ROW_INDEX).to_numpy())
+        dropped = rows.num_rows - len(keep)
+        if dropped:
+            log.info("parquet export node=%s %s.%s: %d rows already exported under other seqs "
+                     "left out", batch[0].node, batch[0].committed.database,
+                     batch[0].committed.measurement, dropped)
+            self.counters["duplicate_rows_skipped"] += dropped
+        return rows.take(pa.array(keep, type=pa.int64()))
 
     def _crash_point(self, stage: str) -> None:
         if self.crash_hook is not None:
@@ -366,6 +418,18 @@ class ParquetExporter:
     def status(self) -> dict[str, Any]:
         return {"root": self.config.root_uri, **self.counters, "last_error": self.last_error,
                 "last_run_ns": self.last_run_ns}
+
+
+def _series_time_keys(table: pa.Table, tags: list[str]) -> pa.Table:
+    """(time as int64, every tag with absent = _ABSENT_TAG): a join key for one series point."""
+    columns = {"\x00time": pa.array(time_array(table), type=pa.int64())}
+    for i, key in enumerate(tags):
+        if key in table.column_names:
+            col = table.column(key).combine_chunks().cast(pa.string()).fill_null(_ABSENT_TAG)
+        else:
+            col = pa.nulls(table.num_rows, pa.string()).fill_null(_ABSENT_TAG)
+        columns[f"\x00tag{i}"] = col
+    return pa.table(columns)
 
 
 def _kill_self_at(stage_wanted: str) -> CrashHook:

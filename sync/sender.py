@@ -142,7 +142,9 @@ class SyncSender:
         if config.ca_file:
             self._ssl = ssl.create_default_context(cafile=config.ca_file)
         self.connected = False
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the current problem; None once a session is up again
+        self.last_error_at: float | None = None  # wall time of the latest error (kept as history)
+        self.previous_error: str | None = None  # the latest error, kept after it was cleared
         self.retries = 0
         self.sessions = 0
         self.bytes_sent = 0
@@ -178,10 +180,10 @@ class SyncSender:
             except RetryLater as exc:
                 retry_after = exc.retry_after
                 self.last_retry_after = retry_after
-                self.last_error = str(exc)
+                self._note_error(str(exc))
             except (aiohttp.ClientError, OSError, TimeoutError, FrameError, ConnectionError,
                     SegmentCorrupt, RuntimeError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._note_error(f"{type(exc).__name__}: {exc}")
                 log.warning("sync node=%s: session ended: %s", self.config.node, self.last_error)
             finally:
                 stopper.cancel()
@@ -198,6 +200,11 @@ class SyncSender:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:
                 pass
+
+    def _note_error(self, text: str) -> None:
+        self.last_error = text
+        self.previous_error = text
+        self.last_error_at = time.time()
 
     async def _session(self) -> None:
         cfg = self.config
@@ -226,6 +233,7 @@ class SyncSender:
                     raise FrameError(f"handshake: expected welcome, got {welcome!r}")
                 await self._apply_welcome(welcome)
                 self.connected = True
+                self.last_error = None  # reconnected: the old error is history (previous_error)
                 self.sessions += 1
                 state = _SessionState(welcome.credit, min(welcome.max_chunk, cfg.chunk_bytes))
                 reader = asyncio.ensure_future(self._read_loop(ws, state))
@@ -398,6 +406,8 @@ class SyncSender:
             "lag_seconds": lag_seconds,
             "oldest_unsynced_age_s": oldest_age,
             "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "previous_error": self.previous_error,
             "retries": self.retries,
             "sessions": self.sessions,
             "bytes_sent": self.bytes_sent,

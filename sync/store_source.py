@@ -25,12 +25,30 @@ def sealed_segment_of(info: SegmentInfo) -> SealedSegment:
                          measurement=info.measurement)
 
 
+ORIGIN_COMPACTION = "compaction"
+
+
+def segment_origin(info: SegmentInfo) -> str:
+    """Why the segment was sealed: "flush", "compaction", "delete" (a DELETE rewrite), or ""
+    when the footer does not say (segment_format has no `origin` footer key yet; see
+    docs/sync-protocol.md "Rewrites")."""
+    return str(getattr(info, "origin", "") or "")
+
+
+def is_synced_compaction(info: SegmentInfo, ledger: AckLedger) -> bool:
+    """A compaction output (same rows as its inputs) whose every input the cloud committed."""
+    return (bool(info.replaces) and segment_origin(info) == ORIGIN_COMPACTION
+            and all(ledger.is_acked(s) for s in info.replaces))
+
+
 def already_synced(info: SegmentInfo, ledger: AckLedger) -> bool:
-    """True when every row of `info` is in the cloud per the persisted ledger: the segment was
-    acked itself, or it is a compaction output whose every input seq was acked."""
-    if ledger.is_acked(info.seq):
-        return True
-    return bool(info.replaces) and all(ledger.is_acked(s) for s in info.replaces)
+    """True when every row AND every removal in `info` is in the cloud per the persisted ledger:
+    the segment was acked itself, or it is a compaction output whose every input was acked.
+
+    A DELETE rewrite (or a rewrite of unknown origin) holds FEWER rows than its inputs: the
+    cloud learns of the deletion only by committing the rewrite, so it is synced only once it
+    was acked itself (never deleted by retention before that)."""
+    return ledger.is_acked(info.seq) or is_synced_compaction(info, ledger)
 
 
 def ledger_delete_guard(ledger: AckLedger) -> Callable[[SegmentInfo], bool]:
@@ -48,9 +66,10 @@ class StoreSegmentSource:
     """SegmentSource over a SegmentStore.
 
     A compaction output whose inputs were all acked holds only data the cloud already has: it
-    is not offered to the sender (it would only be a duplicate upload). Any other compaction
-    output (e.g. data compacted before sync was configured) is sent like a fresh segment; the
-    cloud hides the inputs a committed segment `replaces`.
+    is not offered to the sender (it would only be a duplicate upload). Every other rewrite --
+    a DELETE rewrite (rows removed), a compaction of unsynced inputs, or a rewrite whose footer
+    does not say its origin -- is sent like a fresh segment, and the cloud hides the inputs a
+    committed segment `replaces` (that is how a DELETE at the edge reaches the cloud).
     """
 
     def __init__(self, store: SegmentStore, ledger: AckLedger, poll_interval: float = 1.0) -> None:
@@ -74,7 +93,7 @@ class StoreSegmentSource:
                 pass
 
     def _wanted(self, info: SegmentInfo) -> bool:
-        return not (info.replaces and all(self.ledger.is_acked(s) for s in info.replaces))
+        return not is_synced_compaction(info, self.ledger)
 
     def sealed_after(self, seq: int, limit: int) -> list[SealedSegment]:
         out: list[SealedSegment] = []
