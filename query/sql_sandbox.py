@@ -73,7 +73,7 @@ def run_sql(source: MeasurementSource, db: str, sql: str, *, memory_limit_bytes:
         timer = threading.Timer(timeout_s, con.interrupt)
         timer.start()
         try:
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
         except duckdb.InterruptException as exc:
             raise SqlError(f"query exceeded the time limit of {timeout_s:g}s and was cancelled", 408) from exc
         except duckdb.PermissionException as exc:
