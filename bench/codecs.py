@@ -72,6 +72,16 @@ def timestamps(rng: np.random.Generator, jitter: bool) -> list[np.ndarray]:
     return out
 
 
+def series_counter(rng: np.random.Generator) -> list[np.ndarray]:
+    """Energy-like counter per series (increments U{0..4}), each starting near 0."""
+    return [np.cumsum(rng.integers(0, 5, POINTS)).astype(np.int64) for _ in range(SERIES)]
+
+
+def skewed_bools(rng: np.random.Generator) -> list[np.ndarray]:
+    """Door-open flags: True with probability 0.05 (entropy 0.29 bits/value)."""
+    return [rng.random(POINTS) < 0.05 for _ in range(SERIES)]
+
+
 def measure(chunks: list[np.ndarray], encode: Callable[[np.ndarray], bytes],
             decode: Callable[[bytes], np.ndarray], repeat: int) -> tuple[float, float, float, str]:
     """(bits/value, encode M values/s, decode M values/s, codec names) over all chunks."""
@@ -79,7 +89,9 @@ def measure(chunks: list[np.ndarray], encode: Callable[[np.ndarray], bytes],
     encoded = [encode(c) for c in chunks]  # warm-up (numba cache load, first calls)
     for c, e in zip(chunks, encoded, strict=True):
         back = decode(e)
-        if not np.array_equal(np.asarray(back).view(np.uint64), c.view(np.uint64)):
+        same = (np.array_equal(back, c) if c.dtype == np.bool_ else
+                np.array_equal(np.asarray(back).view(np.uint64), c.view(np.uint64)))
+        if not same:
             raise SystemExit(f"round trip failed for {encode.__name__}")
     best_enc = best_dec = float("inf")
     for _ in range(repeat):
@@ -136,6 +148,8 @@ def main() -> None:
     tele = telemetry_floats(rng)
     ts_jit = timestamps(rng, jitter=True)
     ts_exact = timestamps(rng, jitter=False)
+    counters = series_counter(rng)
+    flags = skewed_bools(rng)
 
     rows: list[tuple[str, str, tuple[float, float, float, str]]] = []
 
@@ -155,6 +169,8 @@ def main() -> None:
                          measure(d, codecs.encode_floats_gorilla, codecs.decode_floats, args.repeat)))
     run("(d) ts 10s + jitter", "timestamps", ts_jit, codecs.encode_timestamps, codecs.decode_timestamps)
     run("(d) ts 10s exact", "timestamps", ts_exact, codecs.encode_timestamps, codecs.decode_timestamps)
+    run("(e) counter U{0..4}", "ints", counters, codecs.encode_ints, codecs.decode_ints)
+    run("(f) bool p=0.05", "bools", flags, codecs.encode_bools, codecs.decode_bools)
 
     print(f"{'dataset [chunk]':30} {'codec':18} {'bits/val':>9} {'enc M/s':>9} {'dec M/s':>9}  chosen")
     for dataset, label, (bits, enc, dec, names) in rows:

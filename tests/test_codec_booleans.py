@@ -56,7 +56,21 @@ def test_choice_bitmap_or_rle() -> None:
     buf = encode_bools(long_runs)
     assert codec_of(buf) == CodecId.BOOL_RLE
     assert len(buf) < 8000 // 8
-    assert codec_of(encode_bools(np.ones(8000, dtype=bool))) == CodecId.BOOL_RLE
+    ones = encode_bools(np.ones(8000, dtype=bool))
+    assert codec_of(ones) in (CodecId.BOOL_RLE, CodecId.BOOL_BITMAP_ZSTD) and len(ones) < 40
+
+
+@pytest.mark.parametrize("p_true", [0.01, 0.05, 0.2])
+def test_skewed_bits_take_bitmap_zstd(p_true: float) -> None:
+    values = np.random.default_rng(int(p_true * 100)).random(100_000) < p_true
+    buf = encode_bools(values)
+    assert codec_of(buf) == CodecId.BOOL_BITMAP_ZSTD
+    entropy = -(p_true * np.log2(p_true) + (1 - p_true) * np.log2(1 - p_true))
+    assert len(buf) * 8 / len(values) < 1.4 * entropy + 0.02
+    np.testing.assert_array_equal(decode_bools(buf), values)
+    np.testing.assert_array_equal(decode_bools(memoryview(b"x" + buf)[1:]), values)
+    with pytest.raises(CodecError):
+        decode_bools(buf[: len(buf) // 2])
 
 
 def test_validity_markers_are_tiny() -> None:

@@ -8,8 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from storage.codecs import CodecId, codec_of, decode_timestamps, encode_timestamps
-from storage.codecs.integers import unwrap_zstd_stage
+from storage.codecs import CodecError, CodecId, codec_of, decode_timestamps, encode_timestamps
+from storage.codecs.integers import (
+    MODE_DELTA,
+    MODE_DOD,
+    encode_int64_words,
+    period_split_encode,
+    unwrap_zstd_stage,
+)
 
 T0 = 1_700_000_000_000_000_000
 SECOND = 1_000_000_000
@@ -77,3 +83,47 @@ def test_unsorted_and_extreme_timestamps() -> None:
     check(np.array([hi, lo, 0, hi, lo] * 300, dtype=np.int64))
     rng = np.random.default_rng(3)
     check(rng.permutation(T0 + np.arange(2000, dtype=np.int64) * SECOND))
+
+
+def jittered_series(seed: int, series: int, points: int, jitter: int) -> np.ndarray:
+    """Per-series 10 s grids + uniform jitter, concatenated (segment order: series, then time)."""
+    rng = np.random.default_rng(seed)
+    grid = T0 + np.arange(points, dtype=np.int64) * 10 * SECOND
+    return np.concatenate([grid + rng.integers(0, jitter, points) for _ in range(series)])
+
+
+def test_period_split_codes_the_jitter_itself() -> None:
+    t = jittered_series(1, 20, 4000, 1_000_000)
+    buf = check(t)
+    assert codec_of(buf) == CodecId.PERIOD_SPLIT_I64
+    period = int(np.frombuffer(buf, dtype="<i8", count=1, offset=8)[0])
+    assert period == 10 * SECOND  # median delta rounded to the grid
+    assert len(buf) * 8 / len(t) < 21.2  # jitter entropy log2(1e6) = 19.93 bits; + zstd overhead
+    delta_only = encode_int64_words(t, (MODE_DELTA, MODE_DOD))
+    assert len(buf) < len(delta_only)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.int64, st.integers(3, 300)), st.integers(2, 10**12))
+def test_period_split_round_trips_any_values(values: np.ndarray, step: int) -> None:
+    values = values // 1000 + np.arange(len(values), dtype=np.int64) * step  # wraps where it must
+    buf = period_split_encode(values)
+    if buf is not None:
+        assert codec_of(buf) == CodecId.PERIOD_SPLIT_I64
+        np.testing.assert_array_equal(decode_timestamps(buf), values)
+
+
+def test_period_split_extremes_and_corruption() -> None:
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    for values in (np.array([lo, lo + 7, lo + 14, hi - 3, hi], dtype=np.int64),
+                   np.array([hi - 20, hi - 10, hi], dtype=np.int64),
+                   jittered_series(2, 1, 1025, 999)):
+        buf = period_split_encode(values)
+        assert buf is not None
+        np.testing.assert_array_equal(decode_timestamps(buf), values)
+    assert period_split_encode(np.array([5, 5, 5, 6], dtype=np.int64)) is None  # median step < 2
+    buf = period_split_encode(jittered_series(3, 2, 3000, 10**6))
+    with pytest.raises(CodecError):
+        decode_timestamps(buf[:30])
+    with pytest.raises(CodecError):
+        decode_timestamps(buf[: len(buf) - 100])

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 import numpy as np
 
-CODECS_FORMAT_VERSION = 1
+CODECS_FORMAT_VERSION = 2
 
 
 class CodecId(IntEnum):
@@ -25,15 +25,19 @@ class CodecId(IntEnum):
     FOR_I64 = 5
     ZSTD_STAGE = 6  # zstd frame of another integer encoding (kept when it saves >= 10%)
     DELTA_ZSTD_I64 = 7  # zigzag deltas narrowed to 1/2/4 bytes, then zstd (entropy-coded deltas)
+    DELTA_PLANES_ZSTD_I64 = 8  # zigzag (delta - offset) split into byte planes, then zstd
+    PERIOD_SPLIT_I64 = 9  # v = q * period + r: q as an inner integer encoding, r as zstd byte planes
     # float64
     PLAIN_F64 = 16
     CONST_F64 = 17
     ALP = 18
     ALP_RD = 19
     GORILLA = 20
+    ALP_DELTA = 21  # ALP integers (one e, f per chunk) as an inner integer encoding, + exceptions
     # booleans
     BOOL_BITMAP = 32
     BOOL_RLE = 33
+    BOOL_BITMAP_ZSTD = 34  # zstd frame of the BOOL_BITMAP bitmap
     # strings
     STR_DICT_ZSTD = 48
     STR_PLAIN_ZSTD = 49

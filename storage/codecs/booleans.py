@@ -1,4 +1,5 @@
-"""Boolean columns: a little-endian bitmap or run lengths (FOR bit-packed), whichever is smaller.
+"""Boolean columns: a little-endian bitmap, its zstd frame, or run lengths (FOR bit-packed),
+whichever is smallest.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ import numpy as np
 
 from storage.codecs import CodecError, CodecId
 from storage.codecs.bitpack import for_pack, for_packed_bytes
-from storage.codecs.integers import MODE_FOR, aligned_bytes, decode_for_family
+from storage.codecs.integers import (
+    MODE_FOR,
+    aligned_bytes,
+    decode_for_family,
+    entropy_compressor,
+    zstd_decompress,
+)
 
 HEADER = struct.Struct("<BBHI")  # codec id, first value (RLE) / 0, reserved, count
 RLE_HEADER = struct.Struct("<BBHIII")  # codec id, first value, 0, count, runs, 0
@@ -63,19 +70,24 @@ def decode_rle(buf: bytes | memoryview, what: str) -> np.ndarray:
 
 
 def encode_bools(values: np.ndarray) -> bytes:
-    """bool column -> BOOL_BITMAP or BOOL_RLE bytes, whichever is smaller."""
+    """bool column -> BOOL_BITMAP, BOOL_BITMAP_ZSTD or BOOL_RLE bytes, whichever is smallest."""
     values = np.ascontiguousarray(np.asarray(values, dtype=np.bool_))
     n = len(values)
     if n > MAX_COUNT:
         raise CodecError(f"bool column of {n} values exceeds the {MAX_COUNT}-value limit")
-    bitmap_size = HEADER.size + (n + 7) // 8
-    if n and rle_size(values) < bitmap_size:
-        return encode_rle(values)
-    return HEADER.pack(CodecId.BOOL_BITMAP, 0, 0, n) + encode_bitmap_body(values)
+    bitmap = encode_bitmap_body(values)
+    best = HEADER.pack(CodecId.BOOL_BITMAP, 0, 0, n) + bitmap
+    if n and rle_size(values) < len(best):
+        best = encode_rle(values)
+    if n:  # skewed bits: zstd's Huffman codes the bitmap bytes at ~their entropy
+        packed = HEADER.pack(CodecId.BOOL_BITMAP_ZSTD, 0, 0, n) + entropy_compressor().compress(bitmap)
+        if len(packed) < len(best):
+            best = packed
+    return best
 
 
 def decode_bools(buf: bytes | memoryview) -> np.ndarray:
-    """BOOL_BITMAP / BOOL_RLE bytes -> bool array."""
+    """BOOL_BITMAP / BOOL_BITMAP_ZSTD / BOOL_RLE bytes -> bool array."""
     if len(buf) < HEADER.size:
         raise CodecError(f"bools: buffer of {len(buf)} bytes is shorter than the header")
     codec, _, _, n = HEADER.unpack_from(buf, 0)
@@ -83,4 +95,7 @@ def decode_bools(buf: bytes | memoryview) -> np.ndarray:
         return decode_bitmap_body(buf, HEADER.size, n, "bools")
     if codec == CodecId.BOOL_RLE:
         return decode_rle(buf, "bools")
+    if codec == CodecId.BOOL_BITMAP_ZSTD:
+        bitmap = zstd_decompress(memoryview(buf)[HEADER.size:], (n + 7) // 8, "bools: BOOL_BITMAP_ZSTD")
+        return decode_bitmap_body(bitmap, 0, n, "bools")
     raise CodecError(f"bools: codec byte {codec} at offset 0 is not a boolean codec")

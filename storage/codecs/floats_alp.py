@@ -1,5 +1,5 @@
-"""float64 columns: ALP (decimal-origin doubles), ALP_RD (real doubles), constant and plain,
-chosen by sampling (Afroozeh, Kuffó, Boncz, SIGMOD 2024); also dispatches GORILLA decode.
+"""float64 columns: ALP (decimal-origin doubles), ALP_DELTA (ALP integers entropy-coded as deltas),
+ALP_RD (real doubles), constant and plain (Afroozeh, Kuffó, Boncz, SIGMOD 2024); GORILLA decode.
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ from storage.codecs.bitpack import (
     unpack_fixed,
 )
 from storage.codecs.gorilla import decode_gorilla
-from storage.codecs.integers import aligned_bytes
+from storage.codecs.integers import (
+    MODE_DELTA,
+    aligned_bytes,
+    decode_int64_words,
+    encode_int64_words,
+)
 
 HEADER = struct.Struct("<BBHI")  # codec id, aux, reserved, count
 ALP_HEADER = struct.Struct("<BBHIII")  # id, 0, 0, count, packed words, exceptions
+DELTA_HEADER = struct.Struct("<BBBBIII")  # id, e, f, 0, count, exceptions, inner length
 RD_HEADER = struct.Struct("<BBBBIII")  # id, right bits, code bits, dict size, count, exceptions, 0
 MAX_COUNT = 0xFFFFFFFF
 _FIXED_HEADER_BYTES = 16  # ALP_HEADER.size == RD_HEADER.size (numba cannot read a Struct)
@@ -292,6 +298,73 @@ def alp_decode_kernel(buf: np.ndarray, n: int, n_words: int, n_exc: int, out: np
     return need
 
 
+# ---------------------------------------------------------------- ALP_DELTA kernels
+
+@njit(cache=True, nogil=True)
+def alp_delta_encode_kernel(values: np.ndarray, bits: np.ndarray, e: int, f: int) -> tuple:
+    """ALP integers of a whole column under one (e, f); an exception's slot repeats the previous
+    integer (the first exact one before any) so the deltas stay small. (ints, positions, bits)."""
+    n = values.shape[0]
+    ints = np.empty(n, dtype=np.int64)
+    exc_pos = np.empty(n, dtype=np.uint32)
+    exc_bits = np.empty(n, dtype=np.uint64)
+    prev = np.int64(0)
+    for i in range(n):
+        nval, exact = alp_encode_value(values[i], e, f)
+        if exact:
+            prev = nval
+            break
+    x = 0
+    for i in range(n):
+        nval, exact = alp_encode_value(values[i], e, f)
+        if exact:
+            prev = nval
+        else:
+            exc_pos[x] = i
+            exc_bits[x] = bits[i]
+            x += 1
+        ints[i] = prev
+    return ints, exc_pos[:x], exc_bits[:x]
+
+
+@njit(cache=True, nogil=True)
+def fewest_exceptions_combo(values: np.ndarray, combos: np.ndarray) -> int:
+    """Row of `combos` with the fewest exceptions on <= 4,096 evenly strided values (ties: the
+    earlier, i.e. more frequent, row). One (e, f) must fit every series of an ALP_DELTA chunk."""
+    n = values.shape[0]
+    stride = max(1, n // 4096)
+    best = 0
+    best_exc = n + 1
+    for c in range(combos.shape[0]):
+        exc = 0
+        for i in range(0, n, stride):
+            _, exact = alp_encode_value(values[i], combos[c, 0], combos[c, 1])
+            if not exact:
+                exc += 1
+        if exc < best_exc:
+            best_exc = exc
+            best = c
+    return best
+
+
+@njit(cache=True, nogil=True)
+def alp_delta_decode_kernel(ints: np.ndarray, e: int, f: int, exc_pos: np.ndarray,
+                            exc_bits: np.ndarray, out: np.ndarray) -> int:
+    """out[i] = f64(ints[i]) * 10^f * 10^-e, then exceptions' raw bits; -1 on a bad position."""
+    n = ints.shape[0]
+    mul_f = _EXP10[f]
+    mul_e = _FRAC10[e]
+    for i in range(n):
+        out[i] = np.float64(ints[i]) * mul_f * mul_e
+    out_bits = out.view(np.uint64)
+    for x in range(exc_pos.shape[0]):
+        p = exc_pos[x]
+        if p >= n:
+            return -1
+        out_bits[p] = exc_bits[x]
+    return 0
+
+
 # ---------------------------------------------------------------- ALP_RD kernels
 
 @njit(cache=True, nogil=True)
@@ -453,8 +526,45 @@ def encode_alp_rd(values: np.ndarray, right: int | None = None) -> bytes:
     ))
 
 
+def encode_alp_delta(values: np.ndarray, e: int | None = None, f: int | None = None) -> bytes:
+    """ALP_DELTA: one (e, f) for the chunk (of ALP's sampled per-vector winners, the one with the
+    fewest exceptions, when not given),
+    the integers as an inner integer encoding (delta byte planes + zstd when that is smallest)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if e is None or f is None:
+        combos = _rowgroup_combos(values, 0, len(values)) if len(values) else np.zeros((1, 2), np.int64)
+        pick = fewest_exceptions_combo(values, combos) if len(combos) else 0
+        e, f = (int(combos[pick, 0]), int(combos[pick, 1])) if len(combos) else (0, 0)
+    if not 0 <= f <= e <= MAX_EXPONENT:
+        raise CodecError(f"ALP_DELTA: exponent {e} / factor {f} out of range")
+    ints, exc_pos, exc_bits = alp_delta_encode_kernel(values, values.view(np.uint64), e, f)
+    inner = encode_int64_words(ints, (MODE_DELTA,))
+    return b"".join((DELTA_HEADER.pack(CodecId.ALP_DELTA, e, f, 0, len(values), len(exc_pos), len(inner)),
+                     exc_bits.tobytes(), exc_pos.tobytes(), inner))
+
+
+def _decode_alp_delta(buf: bytes | memoryview) -> np.ndarray:
+    if len(buf) < DELTA_HEADER.size:
+        raise CodecError(f"floats: ALP_DELTA header truncated at {len(buf)} bytes")
+    _, e, f, _, n, n_exc, inner_len = DELTA_HEADER.unpack_from(buf, 0)
+    start = DELTA_HEADER.size + 12 * n_exc
+    if start + inner_len > len(buf) or not 0 <= f <= e <= MAX_EXPONENT or n_exc > n:
+        raise CodecError(f"floats: ALP_DELTA of {n} values ({n_exc} exceptions, e={e}, f={f}, inner "
+                         f"{inner_len} bytes) truncated or corrupt ({len(buf)} bytes)")
+    exc_bits = np.frombuffer(buf, dtype="<u8", count=n_exc, offset=DELTA_HEADER.size)
+    exc_pos = np.frombuffer(buf, dtype="<u4", count=n_exc, offset=DELTA_HEADER.size + 8 * n_exc)
+    ints = decode_int64_words(memoryview(buf)[start:start + inner_len], "floats: ALP_DELTA integers")
+    if ints.shape[0] != n:
+        raise CodecError(f"floats: ALP_DELTA inner encoding at offset {start} holds {ints.shape[0]} "
+                         f"values, header says {n}")
+    out = np.empty(n, dtype=np.float64)
+    if alp_delta_decode_kernel(ints, e, f, exc_pos, exc_bits, out) < 0:
+        raise CodecError(f"floats: ALP_DELTA exception position out of range ({n} values)")
+    return out
+
+
 def encode_floats(values: np.ndarray) -> bytes:
-    """float64 column -> bytes: CONST_F64, ALP, ALP_RD or PLAIN_F64, chosen by sampling."""
+    """float64 column -> bytes: CONST_F64, the smaller of ALP / ALP_DELTA, ALP_RD or PLAIN_F64."""
     values = np.ascontiguousarray(np.asarray(values, dtype=np.float64))
     n = len(values)
     if n > MAX_COUNT:
@@ -468,13 +578,19 @@ def encode_floats(values: np.ndarray) -> bytes:
     right, rd_est = rd_choose(_rd_sample(bits))
     if min(alp_est, rd_est) >= 64.0:
         return _plain(values)
-    encoded = encode_alp(values) if alp_est <= rd_est else encode_alp_rd(values, right)
+    if alp_est <= rd_est:
+        encoded = encode_alp(values)
+        delta_coded = encode_alp_delta(values)
+        if len(delta_coded) < len(encoded):
+            encoded = delta_coded
+    else:
+        encoded = encode_alp_rd(values, right)
     plain_size = HEADER.size + 8 * n
     return encoded if len(encoded) < plain_size else _plain(values)
 
 
 def decode_floats(buf: bytes | memoryview) -> np.ndarray:
-    """bytes (ALP, ALP_RD, GORILLA, CONST_F64 or PLAIN_F64) -> float64, bit-exact."""
+    """bytes (ALP, ALP_DELTA, ALP_RD, GORILLA, CONST_F64 or PLAIN_F64) -> float64, bit-exact."""
     if len(buf) < HEADER.size:
         raise CodecError(f"floats: buffer of {len(buf)} bytes is shorter than the header")
     codec, _, _, n = HEADER.unpack_from(buf, 0)
@@ -487,6 +603,8 @@ def decode_floats(buf: bytes | memoryview) -> np.ndarray:
         return np.full(n, word[0], dtype=np.uint64).view(np.float64)
     if codec == CodecId.GORILLA:
         return decode_gorilla(buf)
+    if codec == CodecId.ALP_DELTA:
+        return _decode_alp_delta(buf)
     out = np.empty(n, dtype=np.float64)
     arr = aligned_bytes(buf)
     if codec == CodecId.ALP:
