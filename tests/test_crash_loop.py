@@ -53,9 +53,11 @@ def test_kill_9_loop_keeps_every_acknowledged_point(tmp_path: Path) -> None:
             t.start()
             threads.append(t)
         target = len(acked) + rng.randint(50, 1500)
+        def kill_moment(target: int = target, threads: list[threading.Thread] = threads) -> bool:
+            return len(acked) >= target or not all(t.is_alive() for t in threads)
+
         with progress:  # kill after a random number of acknowledged points
-            progress.wait_for(lambda: len(acked) >= target or not all(t.is_alive() for t in threads),
-                              timeout=60)
+            progress.wait_for(kill_moment, timeout=60)
         server.kill()
         stop.set()
         for t in threads:
