@@ -79,6 +79,7 @@ class MqttIngestConfig:
     queue_limit: int = 10_000  # bounds QoS 0 backlog (QoS 1 is bounded by receive_maximum)
     transient_retry_s: float = 1.0  # retry delay after a non-Overloaded storage failure
     payloads: PayloadConfig = field(default_factory=PayloadConfig)
+    decode: Callable[..., list[Batch]] = decode_mqtt  # (topic, payload, payloads, now_ns, counts)
 
 
 class MqttIngest:
@@ -226,7 +227,8 @@ class MqttIngest:
                 return
         counts = DecodeCounts()
         try:
-            batches = decode_mqtt(topic, payload, self._config.payloads, time.time_ns(), counts)
+            batches = self._config.decode(topic, payload, self._config.payloads, time.time_ns(),
+                                          counts)
         except PayloadError as exc:
             log.warning("malformed payload on %s: %s; excerpt %r", topic, exc.reason,
                         exc.excerpt)
