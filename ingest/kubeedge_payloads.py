@@ -236,6 +236,19 @@ def decode_datamodel(
     return _to_batches(topic, payload, points, counts)
 
 
+def _device_document(topic: str, payload: bytes, config: PayloadConfig, received_ns: int,
+                     topic_re: re.Pattern[str], key: str, what: str) -> tuple[str, str, dict, int]:
+    """(namespace, device, doc[key], message time) of an EdgeCore per-device JSON document."""
+    match = topic_re.fullmatch(topic)
+    if match is None:
+        raise PayloadError(topic, payload, f"not a {what} topic")
+    doc = _json(topic, payload)
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), dict):
+        raise PayloadError(topic, payload, f"{what.rsplit('/', 1)[-1]} has no `{key}` object")
+    message_ns = _ms_to_ns(topic, payload, doc.get("timestamp"), received_ns)
+    return match.group(1) or config.default_namespace, match.group(2), doc[key], message_ns
+
+
 def decode_twin_update(
     topic: str,
     payload: bytes,
@@ -244,17 +257,10 @@ def decode_twin_update(
     counts: DecodeCounts | None = None,
 ) -> list[Batch]:
     """EdgeCore `$hw/events/device/.../twin/update`: every twin.<prop>.actual.value."""
-    match = _TWIN_RE.fullmatch(topic)
-    if match is None:
-        raise PayloadError(topic, payload, "not a $hw/events/device/.../twin/update topic")
-    namespace = match.group(1) or config.default_namespace
-    device = match.group(2)
-    doc = _json(topic, payload)
-    if not isinstance(doc, dict) or not isinstance(doc.get("twin"), dict):
-        raise PayloadError(topic, payload, "twin update has no `twin` object")
-    message_ns = _ms_to_ns(topic, payload, doc.get("timestamp"), received_ns)
+    namespace, device, twins, message_ns = _device_document(
+        topic, payload, config, received_ns, _TWIN_RE, "twin", "$hw/events/device/.../twin/update")
     entries: list[tuple[str, object, object, object]] = []
-    for prop, twin in doc["twin"].items():
+    for prop, twin in twins.items():
         if not isinstance(twin, dict):
             raise PayloadError(topic, payload, f"twin.{prop} is not an object")
         actual = twin.get("actual")
@@ -275,17 +281,10 @@ def decode_ke_data_update(
     counts: DecodeCounts | None = None,
 ) -> list[Batch]:
     """The older `$ke/events/device/{id}/data/update`: data.<prop>.{value, metadata}."""
-    match = _KE_DATA_RE.fullmatch(topic)
-    if match is None:
-        raise PayloadError(topic, payload, "not a $ke/events/device/.../data/update topic")
-    namespace = match.group(1) or config.default_namespace
-    device = match.group(2)
-    doc = _json(topic, payload)
-    if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
-        raise PayloadError(topic, payload, "data update has no `data` object")
-    message_ns = _ms_to_ns(topic, payload, doc.get("timestamp"), received_ns)
+    namespace, device, items, message_ns = _device_document(
+        topic, payload, config, received_ns, _KE_DATA_RE, "data", "$ke/events/device/.../data/update")
     entries: list[tuple[str, object, object, object]] = []
-    for prop, item in doc["data"].items():
+    for prop, item in items.items():
         if not isinstance(item, dict):
             raise PayloadError(topic, payload, f"data.{prop} is not an object")
         meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
