@@ -211,6 +211,8 @@ class MeasurementData:
     field_types: dict[str, FieldType]
     tag_keys: list[str]
     reader: Callable[[int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table]
+    # (n, start, end, columns, tag_filter) -> the newest n rows of each series (storage last_rows)
+    tail_reader: Callable[[int, int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table] | None = None
 
 
 @dataclass(slots=True)
@@ -615,8 +617,16 @@ class QueryExecutor:
             return self.source.read(db, name, start_ns=start, end_ns=end, columns=columns,
                                     tag_filter=tag_filter or None)
 
+        last_rows = getattr(self.source, "last_rows", None)
+        tail_reader = None
+        if last_rows is not None:
+            def tail_reader(n: int, start: int | None, end: int | None, columns: list[str],
+                            tag_filter: dict[str, set[str]] | None) -> pa.Table:
+                return last_rows(db, name, n=n, start_ns=start, end_ns=end, columns=columns,
+                                 tag_filter=tag_filter or None)
+
         return MeasurementData(name, self.source.field_types(db, name),
-                               sorted(self.source.tag_keys(db, name)), reader)
+                               sorted(self.source.tag_keys(db, name)), reader, tail_reader)
 
     def _subquery_data(self, inner: ast.SelectStatement, db: str | None, now: int,
                        outer: _OuterContext) -> MeasurementData:
@@ -687,7 +697,14 @@ class QueryExecutor:
             needed |= set(data.tag_keys)  # tie-breakers for rows at equal times
         read_cols = sorted(n for n in needed if n in data.field_types or n in data.tag_keys)
         tag_filter = _tag_filter(rest, set(data.tag_keys))
-        table = data.reader(min_ns, max_ns + 1 if max_ns < MAX_TIME_NS else None, read_cols, tag_filter)
+        end = max_ns + 1 if max_ns < MAX_TIME_NS else None
+        desc = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
+        if (data.tail_reader is not None and is_raw and desc and stmt.limit and rest is None
+                and all(isinstance(c.expr, ast.VarRef) for c in columns)):
+            # lastpoint shape: each group's newest rows are among its series' newest rows
+            table = data.tail_reader(stmt.offset + stmt.limit, min_ns, end, read_cols, tag_filter)
+        else:
+            table = data.reader(min_ns, end, read_cols, tag_filter)
         table = _normalise_table(table, data, read_cols, min_ns, max_ns)
         if table.num_rows == 0:
             return []

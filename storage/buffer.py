@@ -245,13 +245,18 @@ class WriteBuffer:
             return chunks, mb.series, len(mb.series.tagsets)
 
     def series(self, db: str, measurement: str) -> list[TagSet]:
+        """Tag sets with at least one buffered row (DELETE may have removed all of a series'
+        rows; the id stays in the index but InfluxDB no longer lists the series), in key order."""
         snap = self.snapshot(db, measurement)
         if snap is None:
             return []
-        _chunks, index, n = snap
+        chunks, index, n = snap
+        has_rows = np.zeros(n, dtype=np.bool_)
+        for c in chunks:
+            has_rows[c.series_id] = True
         rank = index.rank(n)
         order = np.argsort(rank, kind="stable")
-        return [index.tagsets[i] for i in order]
+        return [index.tagsets[i] for i in order.tolist() if has_rows[i]]
 
     def measurements(self, db: str) -> list[str]:
         with self._lock:
@@ -409,6 +414,42 @@ def assemble(
     """Reader-shaped table over chunks (in arrival order): filtered by time [start, end) and
     tags, sorted by (series key, time), duplicate (series, time) merged so that per field the
     newest non-null value wins. Vectorised: one stable lexsort + reduceat per field."""
+    return _assemble(chunks, series, n_series, field_types, tag_keys, start_ns, end_ns, columns, tag_filter)[0]
+
+
+def assemble_runs(
+    chunks: list[Chunk],
+    series: SeriesIndex,
+    n_series: int,
+    field_types: dict[str, FieldType],
+    tag_keys: list[str],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    columns: list[str] | None = None,
+    tag_filter: dict[str, set[str]] | None = None,
+) -> tuple[pa.Table, list[str], np.ndarray]:
+    """assemble(), plus the series key of each run of rows of one series and the run offsets
+    (runs + 1 int64), so callers can merge with other sorted parts without re-deriving series."""
+    table, sid = _assemble(chunks, series, n_series, field_types, tag_keys, start_ns, end_ns, columns, tag_filter)
+    if sid is None or len(sid) == 0:
+        return table, [], np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+    keys = [series_key(series.measurement, series.tagsets[s]) for s in sid[starts].tolist()]
+    return table, keys, np.append(starts, len(sid)).astype(np.int64)
+
+
+def _assemble(
+    chunks: list[Chunk],
+    series: SeriesIndex,
+    n_series: int,
+    field_types: dict[str, FieldType],
+    tag_keys: list[str],
+    start_ns: int | None,
+    end_ns: int | None,
+    columns: list[str] | None,
+    tag_filter: dict[str, set[str]] | None,
+) -> tuple[pa.Table, np.ndarray | None]:
     tags = [k for k in sorted(tag_keys) if columns is None or k in columns]
     fields = [f for f in sorted(field_types) if columns is None or f in columns]
     allowed = series.matching(tag_filter, n_series) if tag_filter else None
@@ -442,7 +483,7 @@ def assemble(
                 arr = _fit(arr, atype)
                 pieces[f].append(arr if idx is None else arr.take(pa.array(idx)))
     if not sids:
-        return empty_table(field_types, tag_keys, columns)
+        return empty_table(field_types, tag_keys, columns), None
     sid = np.concatenate(sids)
     time = np.concatenate(times)
     key = series.rank(n_series)[sid]
@@ -461,11 +502,12 @@ def assemble(
     sid_index = pa.array(out_sid, type=pa.int32())
     for k in tags:
         arrays.append(series.tag_column(k, n_series).take(sid_index))
+    in_order = not has_duplicates and bool(np.all(order[1:] > order[:-1]))
     order_index = pa.array(order, type=pa.int64())
     for f in fields:
-        arr = pa.concat_arrays(pieces[f])
+        arr = pieces[f][0] if len(pieces[f]) == 1 else pa.concat_arrays(pieces[f])
         if not has_duplicates:
-            arrays.append(arr.take(order_index))
+            arrays.append(arr if in_order else arr.take(order_index))
             continue
         valid = arr.is_valid().to_numpy(zero_copy_only=False)
         pos = np.where(valid[order], np.arange(n, dtype=np.int64), -1)
@@ -473,4 +515,4 @@ def assemble(
         missing = last < 0
         src = order[np.where(missing, 0, last)]
         arrays.append(arr.take(pa.array(src, type=pa.int64(), mask=missing)))
-    return pa.Table.from_arrays(arrays, names=[TIME_COLUMN, *tags, *fields])
+    return pa.Table.from_arrays(arrays, names=[TIME_COLUMN, *tags, *fields]), out_sid

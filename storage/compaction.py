@@ -52,6 +52,8 @@ def merge_tables(tables: list[pa.Table], measurement: str, tag_keys: list[str]) 
     starts = np.flatnonzero(new_group)
     first_rows = pa.array(order[starts], type=pa.int64())
     if len(starts) == n:
+        if bool(np.all(order[1:] > order[:-1])):
+            return merged  # already sorted and duplicate-free (e.g. one segment): no take
         return merged.take(pa.array(order, type=pa.int64()))
     arrays: list[pa.Array] = []
     for name in merged.column_names:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
-from storage.buffer import FrozenMeasurement, WriteBuffer, assemble, empty_table
+from storage.buffer import FrozenMeasurement, WriteBuffer, assemble, assemble_runs, empty_table
 from storage.catalog import (
     DEFAULT_RP,
     Catalog,
@@ -35,8 +35,10 @@ from storage.retention import RetentionEnforcer, RetentionReport
 from storage.segment_format import (
     SegmentCorrupt,
     SegmentInfo,
-    read_footer,
+    SegmentRows,
+    output_schema,
     read_segment,
+    series_order,
     time_array,
 )
 from storage.segment_store import SegmentStore
@@ -624,8 +626,9 @@ class StorageEngine:
             self._drop_segments(name, None, below)
 
     def databases(self) -> list[str]:
+        """Database names in creation order (as InfluxDB's SHOW DATABASES)."""
         with self._lock:
-            return sorted(self._live.databases)
+            return list(self._live.databases)
 
     def has_database(self, name: str) -> bool:
         with self._lock:
@@ -953,48 +956,92 @@ class StorageEngine:
         tag_filter: dict[str, set[str]] | None = None,
     ) -> pa.Table:
         """Rows with start <= time < end matching tag_filter, sorted by (series key, time), from
-        the segments (pruned by time, series dictionary; only needed columns decoded) and the
-        buffer; on a duplicate (series, time) the newest non-null value wins per field (segments
-        by precedence, the buffer newest of all)."""
+        the segments (pruned by time, series dictionary and row-group stats; only needed chunks
+        decoded) and the buffer; on a duplicate (series, time) the newest non-null value wins per
+        field (segments by precedence, the buffer newest of all)."""
+        return self._read(db, measurement, start_ns, end_ns, columns, tag_filter, None)
+
+    def last_rows(
+        self,
+        db: str,
+        measurement: str,
+        *,
+        n: int = 1,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        columns: list[str] | None = None,
+        tag_filter: dict[str, set[str]] | None = None,
+    ) -> pa.Table:
+        """The newest `n` rows of every series (start <= time < end, tag_filter) among the rows
+        where at least one requested field is non-null, in read() shape and order. Reads only
+        the row groups holding each series' tail (InfluxQL lastpoint: ORDER BY time DESC LIMIT n)."""
+        if n < 1:
+            raise ValueError(f"last_rows needs n >= 1, got {n}")
+        return self._read(db, measurement, start_ns, end_ns, columns, tag_filter, n)
+
+    def _read(
+        self,
+        db: str,
+        measurement: str,
+        start_ns: int | None,
+        end_ns: int | None,
+        columns: list[str] | None,
+        tag_filter: dict[str, set[str]] | None,
+        tail: int | None,
+    ) -> pa.Table:
         with self._lock:
             schema = self._db(db).measurements.get(measurement)
             types = dict(schema.fields) if schema else {}
-            tag_keys = sorted(schema.tag_keys) if schema else []
+            tag_keys = set(schema.tag_keys) if schema else set()
         snap = self._buffer.snapshot(db, measurement)  # before the segments: a concurrent flush
         infos = self._store.segments(db, measurement)  # then shows rows twice, never zero times
-        if not infos:
-            if snap is None:
-                return empty_table(types, tag_keys, columns)
-            chunks, index, n_series = snap
-            return assemble(
-                chunks, index, n_series, types, tag_keys,
-                start_ns=start_ns, end_ns=end_ns, columns=columns, tag_filter=tag_filter,
-            )
         for info in infos:  # a lost catalog (rebuilt from the WAL) may not know segment-only schema
             for name, ftype in info.field_types.items():
                 types.setdefault(name, ftype)
-        tag_keys = sorted(set(tag_keys).union(*(i.tag_keys for i in infos)))
-        out_tags = [k for k in tag_keys if columns is None or k in columns]
+            tag_keys.update(info.tag_keys)
+        all_tags = sorted(tag_keys)
+        out_tags = [k for k in all_tags if columns is None or k in columns]
         out_fields = [f for f in sorted(types) if columns is None or f in columns]
-        wanted = tag_keys + out_fields  # every tag: series identity is needed to merge
-        tables = self._store.read(
-            db, measurement, start_ns=start_ns, end_ns=end_ns, columns=wanted, tag_filter=tag_filter
-        )
+        parts: list[_ReadPart] = []
+        if infos:
+            found = self._store.read_rows(
+                db, measurement, start_ns=start_ns, end_ns=end_ns, fields=out_fields,
+                tag_filter=tag_filter, tail=tail,
+            )
+            parts.extend(_segment_part(rows) for _info, rows in found)
         if snap is not None:
             chunks, index, n_series = snap
-            tables.append(
-                assemble(
-                    chunks, index, n_series, types, tag_keys,
-                    start_ns=start_ns, end_ns=end_ns, columns=wanted, tag_filter=tag_filter,
-                )
+            table, keys, offsets = assemble_runs(
+                chunks, index, n_series, types, all_tags,
+                start_ns=start_ns, end_ns=end_ns, columns=out_tags + out_fields, tag_filter=tag_filter,
             )
-        names = [TIME_COLUMN, *tag_keys, *out_fields]
-        arrow_types = [pa.timestamp("ns")] + [pa.string()] * len(tag_keys) + [types[f].arrow_type for f in out_fields]
-        parts = [conform(t, names, arrow_types) for t in tables if t.num_rows]
+            if table.num_rows:
+                if tail is not None:
+                    table, keys, offsets = _tail_of_runs(table, keys, offsets, out_fields, tail)
+                parts.append(_ReadPart(table, None, keys, offsets, True))
         if not parts:
-            return empty_table(types, tag_keys, columns)
-        merged = merge_tables(parts, measurement, tag_keys)
-        return merged.select([TIME_COLUMN, *out_tags, *out_fields])
+            return empty_table(types, all_tags, columns)
+        names = [TIME_COLUMN, *out_tags, *out_fields]
+        arrow_types = [pa.timestamp("ns")] + [pa.string()] * len(out_tags) + [types[f].arrow_type for f in out_fields]
+        merged = None
+        if tail is None or len(parts) == 1:  # tails of several parts need a tail of their merge
+            merged = _merge_sorted_parts(parts, names, arrow_types)
+        if merged is None:  # overlapping parts or duplicate rows: full merge on every tag
+            full_names = [TIME_COLUMN, *all_tags, *out_fields]
+            full_types = [pa.timestamp("ns")] + [pa.string()] * len(all_tags) + arrow_types[1 + len(out_tags):]
+            tables = [conform(p.full_table(all_tags), full_names, full_types) for p in parts]
+            if snap is not None and parts[-1].rows is None and set(out_tags) != set(all_tags):
+                chunks, index, n_series = snap  # the buffer part lacks tags: assemble it again
+                buffered = assemble(
+                    chunks, index, n_series, types, all_tags,
+                    start_ns=start_ns, end_ns=end_ns, columns=all_tags + out_fields, tag_filter=tag_filter,
+                )
+                tables[-1] = conform(buffered, full_names, full_types)
+            merged = merge_tables(tables, measurement, all_tags)
+            if tail is not None:
+                merged = _tail_by_series(merged, measurement, all_tags, out_fields, tail)
+            merged = merged.select(names)
+        return merged
 
     def measurements(self, db: str) -> list[str]:
         with self._lock:
@@ -1033,17 +1080,11 @@ class StorageEngine:
         if cached is not None:
             return cached
         try:
-            footer = read_footer(info.path)
+            footer = self._store.footer(info)
         except (FileNotFoundError, SegmentCorrupt) as exc:
             log.warning("series of segment %d unavailable: %s", info.seq, exc)
             return []
-        per_key = [footer.series_tags[k].tolist() for k in range(len(footer.tag_keys))]
-        out: list[TagSet] = []
-        for s in range(footer.series_count):
-            out.append(tuple(
-                (key, footer.tag_values[k][per_key[k][s] - 1])
-                for k, key in enumerate(footer.tag_keys) if per_key[k][s] != 0
-            ))
+        out = [footer.series_tags_of(s) for s in range(footer.series_count)]
         self._series_cache[info.seq] = out
         return out
 
@@ -1135,3 +1176,105 @@ def _tree_bytes(root: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+@dataclass
+class _ReadPart:
+    """One sorted (series key, time) input of a read: a segment's rows or the buffer's table."""
+
+    table: pa.Table  # requested columns (segment parts: built from `rows`)
+    rows: SegmentRows | None  # the segment rows (None: buffer part)
+    run_keys: list[str]  # series key of each run of one series
+    run_offsets: np.ndarray  # int64, runs + 1
+    unique: bool  # no duplicate (series, time) inside the part
+
+    def full_table(self, tag_keys: list[str]) -> pa.Table:
+        """The part with every tag column (for the general merge)."""
+        if self.rows is None:
+            return self.table
+        schema = output_schema(self.rows.footer, [*tag_keys, *self.rows.fields])
+        return self.rows.to_table(schema)
+
+
+def _segment_part(rows: SegmentRows) -> _ReadPart:
+    keys, offsets = rows.runs()
+    return _ReadPart(rows.to_table(output_schema(rows.footer, list(rows.fields))), rows, keys, offsets, rows.unique())
+
+
+def _part_table(part: _ReadPart, names: list[str], types: list[pa.DataType]) -> pa.Table:
+    if part.rows is None:
+        return conform(part.table, names, types)
+    schema = output_schema(part.rows.footer, names[1:])
+    return conform(part.rows.to_table(schema), names, types)
+
+
+def _merge_sorted_parts(parts: list[_ReadPart], names: list[str], types: list[pa.DataType]) -> pa.Table | None:
+    """Fast merge when no (series, time) can repeat: every part duplicate-free and the parts'
+    time ranges disjoint. Rows are interleaved by series runs (no sort of rows, no dedupe, no
+    take at all for a single part). None when the general merge is needed."""
+    if not all(p.unique for p in parts):
+        return None
+    if len(parts) == 1:
+        return _part_table(parts[0], names, types)
+    spans = []
+    for i, p in enumerate(parts):
+        t = p.rows.time if p.rows is not None else time_array(p.table)
+        spans.append((int(t.min()), int(t.max()), i))
+    spans.sort()
+    for (_lo_a, hi_a, _), (lo_b, _hi_b, _) in zip(spans, spans[1:], strict=False):
+        if lo_b <= hi_a:
+            return None
+    ordered = [parts[i] for _, _, i in spans]
+    all_keys = sorted({k for p in ordered for k in p.run_keys})
+    rank = {k: r for r, k in enumerate(all_keys)}
+    key_rank: list[np.ndarray] = []
+    part_pos: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    base = 0
+    for pos, p in enumerate(ordered):
+        offs = p.run_offsets
+        key_rank.append(np.array([rank[k] for k in p.run_keys], dtype=np.int64))
+        part_pos.append(np.full(len(p.run_keys), pos, dtype=np.int64))
+        starts.append(offs[:-1] + base)
+        lengths.append(np.diff(offs))
+        base += int(offs[-1])
+    order = np.lexsort((np.concatenate(part_pos), np.concatenate(key_rank)))
+    run_start = np.concatenate(starts)[order]
+    run_len = np.concatenate(lengths)[order]
+    table = pa.concat_tables([_part_table(p, names, types) for p in ordered])
+    if bool(np.all(order[1:] > order[:-1])):
+        return table  # parts already follow each other in series order
+    out_start = np.cumsum(run_len) - run_len
+    index = np.repeat(run_start - out_start, run_len) + np.arange(base, dtype=np.int64)
+    return table.take(pa.array(index, type=pa.int64()))
+
+
+def _tail_of_runs(
+    table: pa.Table, keys: list[str], offsets: np.ndarray, fields: list[str], n: int
+) -> tuple[pa.Table, list[str], np.ndarray]:
+    """The last n rows of each run (series) with at least one of `fields` non-null."""
+    present = np.zeros(table.num_rows, dtype=np.bool_) if fields else np.ones(table.num_rows, dtype=np.bool_)
+    for f in fields:
+        present |= np.asarray(table.column(f).is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    run_of_row = np.repeat(np.arange(len(keys)), np.diff(offsets))
+    idx = np.flatnonzero(present)
+    runs = run_of_row[idx]
+    from_end = (np.searchsorted(runs, runs, side="right") - 1) - np.arange(len(idx))
+    kept = idx[from_end < n]
+    kept_runs = run_of_row[kept]
+    uniq, counts = np.unique(kept_runs, return_counts=True)
+    new_offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return table.take(pa.array(kept, type=pa.int64())), [keys[r] for r in uniq.tolist()], new_offsets
+
+
+def _tail_by_series(table: pa.Table, measurement: str, tag_keys: list[str], fields: list[str], n: int) -> pa.Table:
+    """_tail_of_runs on a merged table sorted by (series key, time), series found from its tags."""
+    if table.num_rows == 0:
+        return table
+    so = series_order(table, measurement, tag_keys, time_array(table))
+    sid = so.series_id
+    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+    offsets = np.append(starts, len(sid)).astype(np.int64)
+    keys = [str(i) for i in range(len(starts))]
+    return _tail_of_runs(table, keys, offsets, fields, n)[0]

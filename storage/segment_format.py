@@ -44,7 +44,8 @@ from storage.fsio import write_atomic
 
 SEGMENT_MAGIC = b"EDGTSSEG"
 TRAILER_MAGIC = b"EDGTSEND"
-SEGMENT_FORMAT_VERSION = 1
+SEGMENT_FORMAT_VERSION = 2  # written by default; version 1 files are still read
+ROW_GROUP_ROWS = 32_768  # target rows per row group (cut at series boundaries, see docs)
 HEADER = struct.Struct("<8sHHI")  # magic, format version, flags (0), reserved (0)
 TRAILER = struct.Struct("<QII32s8s")  # footer length, footer crc32c, reserved, body blake2b-256, magic
 CHUNK_ALIGN = 8
@@ -101,11 +102,39 @@ class ChunkMeta:
     null_count: int
     min: Any = None
     max: Any = None
+    group: int = 0  # row group index (version 2; always 0 in version 1)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"column": self.column, "role": self.role, "codec": self.codec, "offset": self.offset,
+    def to_wire(self, version: int) -> dict[str, Any]:
+        wire = {"column": self.column, "role": self.role, "codec": self.codec, "offset": self.offset,
                 "length": self.length, "crc": self.crc, "count": self.count,
                 "null_count": self.null_count, "min": self.min, "max": self.max}
+        if version >= 2:
+            wire["group"] = self.group
+        return wire
+
+
+@dataclass
+class RowGroup:
+    """Rows [row_start, row_end) of a segment with their stats and chunks by (column, role)."""
+
+    index: int
+    row_start: int
+    row_end: int
+    min_time_ns: int
+    max_time_ns: int
+    min_series: int
+    max_series: int
+    null_count: int  # nulls over all field columns of the group
+    chunks: dict[tuple[str, str], ChunkMeta] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.row_end - self.row_start
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"row_start": self.row_start, "row_end": self.row_end, "min_time_ns": self.min_time_ns,
+                "max_time_ns": self.max_time_ns, "min_series": self.min_series,
+                "max_series": self.max_series, "null_count": self.null_count}
 
 
 @dataclass
@@ -129,16 +158,41 @@ class SegmentFooter:
     series_rows: np.ndarray  # uint64, series_count + 1 row offsets
     fields: dict[str, FieldType]
     chunks: list[ChunkMeta] = field(default_factory=list)
+    row_groups: list[RowGroup] = field(default_factory=list)
+    _series_keys: list[str] | None = field(default=None, repr=False)
+    _tag_columns: dict[str, pa.Array] = field(default_factory=dict, repr=False)
 
     @property
     def series_count(self) -> int:
         return int(self.series_rows.shape[0]) - 1
 
     def chunk(self, column: str, role: str) -> ChunkMeta:
+        """The first chunk (lowest row group) of (column, role)."""
         for c in self.chunks:
             if c.column == column and c.role == role:
                 return c
         raise KeyError(f"no {role} chunk for column {column!r}")
+
+    def series_tags_of(self, s: int) -> TagSet:
+        return tuple((key, self.tag_values[k][int(self.series_tags[k][s]) - 1])
+                     for k, key in enumerate(self.tag_keys) if self.series_tags[k][s] != 0)
+
+    def series_keys(self) -> list[str]:
+        """Canonical series key of every series id (cached: footers are immutable)."""
+        if self._series_keys is None:
+            self._series_keys = [series_key(self.measurement, self.series_tags_of(s))
+                                 for s in range(self.series_count)]
+        return self._series_keys
+
+    def tag_column(self, key: str) -> pa.Array:
+        """utf8 value of tag `key` per series id (null where absent; cached)."""
+        col = self._tag_columns.get(key)
+        if col is None:
+            k = self.tag_keys.index(key)
+            dictionary = pa.array([None, *self.tag_values[k]], type=pa.string())
+            col = dictionary.take(pa.array(self.series_tags[k].astype(np.int32)))
+            self._tag_columns[key] = col
+        return col
 
     def field_values(self) -> int:
         return sum(c.count for c in self.chunks if c.role == ROLE_VALUES)
@@ -275,10 +329,38 @@ def build_schema(tag_keys: list[str], fields: dict[str, FieldType]) -> pa.Schema
     return pa.schema(cols, metadata={TAG_KEYS_METADATA: json.dumps(tag_keys).encode()})
 
 
+def plan_row_groups(series_rows: np.ndarray, target: int = ROW_GROUP_ROWS) -> list[tuple[int, int]]:
+    """Row ranges of the row groups: whole series runs packed greedily up to `target` rows; a
+    run longer than `target` gets groups of its own, `target` rows each (the last shorter)."""
+    bounds: list[tuple[int, int]] = []
+    start = end = 0
+    for s in range(len(series_rows) - 1):
+        a, b = int(series_rows[s]), int(series_rows[s + 1])
+        if b - a > target:
+            if end > start:
+                bounds.append((start, end))
+            bounds.extend((x, min(x + target, b)) for x in range(a, b, target))
+            start = end = b
+            continue
+        if end + (b - a) - start > target and end > start:
+            bounds.append((start, end))
+            start = end
+        end = b
+    if end > start:
+        bounds.append((start, end))
+    return bounds
+
+
 def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table,
                    tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
-                   precedence: int | None = None, created_ns: int | None = None) -> bytes:
-    """The complete bytes of a segment file for `table` (reader shape); see write_segment."""
+                   precedence: int | None = None, created_ns: int | None = None,
+                   version: int = SEGMENT_FORMAT_VERSION, row_group_rows: int = ROW_GROUP_ROWS) -> bytes:
+    """The complete bytes of a segment file for `table` (reader shape); see write_segment.
+    `version` 1 (one row group, series_id chunk) is kept for compatibility tests."""
+    if version not in (1, 2):
+        raise ValueError(f"cannot write segment format version {version}")
+    if row_group_rows < 1:
+        raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
     if table.num_rows == 0:
         raise ValueError(f"refusing to encode an empty segment for {database}.{measurement}")
     keys = tag_keys_of(table, tag_keys)
@@ -295,26 +377,41 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
     counts = np.bincount(sorted_sid, minlength=len(so.series)).astype(np.uint64)
     series_rows = np.zeros(len(so.series) + 1, dtype=np.uint64)
     np.cumsum(counts, out=series_rows[1:])
-
-    out = bytearray(HEADER.pack(SEGMENT_MAGIC, SEGMENT_FORMAT_VERSION, 0, 0))
-    chunks: list[ChunkMeta] = []
     n = table.num_rows
+    if version == 1:
+        bounds = [(0, n)]
+    else:
+        bounds = plan_row_groups(series_rows.astype(np.int64), row_group_rows)
+
+    out = bytearray(HEADER.pack(SEGMENT_MAGIC, version, 0, 0))
+    chunks: list[ChunkMeta] = []
+    groups: list[RowGroup] = []
 
     def add(column: str, role: str, data: bytes, count: int, nulls: int, lo: Any, hi: Any) -> None:
         out.extend(bytes(-len(out) % CHUNK_ALIGN))
         chunks.append(ChunkMeta(column, role, int(codec_of(data)), len(out), len(data),
-                                crc32c.crc32c(data), count, nulls, _stat(lo), _stat(hi)))
+                                crc32c.crc32c(data), count, nulls, _stat(lo), _stat(hi), len(groups)))
         out.extend(data)
 
-    add(TIME_COLUMN, ROLE_TIME, encode_timestamps(sorted_time), n, 0, sorted_time.min(), sorted_time.max())
-    add("series_id", ROLE_SERIES, encode_ints(sorted_sid), n, 0, 0, len(so.series) - 1)
-    for name in sorted(fields):
-        col = table.column(name).combine_chunks().take(order_idx)
-        valid = np.ones(n, dtype=np.bool_) if col.null_count == 0 else \
-            np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-        data, lo, hi = _encode_field(fields[name], col)
-        add(name, ROLE_VALUES, data, n - col.null_count, col.null_count, lo, hi)
-        add(name, ROLE_VALIDITY, encode_validity(valid), n, col.null_count, None, None)
+    sorted_cols = {name: table.column(name).combine_chunks().take(order_idx) for name in sorted(fields)}
+    for a, b in bounds:
+        g_time = sorted_time[a:b]
+        g_sid = sorted_sid[a:b]
+        add(TIME_COLUMN, ROLE_TIME, encode_timestamps(g_time), b - a, 0, g_time.min(), g_time.max())
+        if version == 1:
+            add("series_id", ROLE_SERIES, encode_ints(g_sid), n, 0, 0, len(so.series) - 1)
+        group_nulls = 0
+        for name, full in sorted_cols.items():
+            col = full.slice(a, b - a)
+            nulls = col.null_count
+            group_nulls += nulls
+            data, lo, hi = _encode_field(fields[name], col)
+            add(name, ROLE_VALUES, data, b - a - nulls, nulls, lo, hi)
+            if version == 1 or nulls:
+                valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+                add(name, ROLE_VALIDITY, encode_validity(valid), b - a, nulls, None, None)
+        groups.append(RowGroup(len(groups), a, b, int(g_time.min()), int(g_time.max()),
+                               int(g_sid[0]), int(g_sid[-1]), group_nulls))
 
     tag_values: list[list[str]] = []
     series_tags: list[bytes] = []
@@ -326,7 +423,7 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
         tag_values.append(distinct)
         series_tags.append(ids.tobytes())
     footer = {
-        "version": SEGMENT_FORMAT_VERSION,
+        "version": version,
         "database": database,
         "measurement": measurement,
         "seq": int(seq),
@@ -342,8 +439,10 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
         "series_tags": series_tags,
         "series_rows": series_rows.astype("<u8").tobytes(),
         "fields": [[name, int(fields[name])] for name in sorted(fields)],
-        "chunks": [c.to_wire() for c in chunks],
+        "chunks": [c.to_wire(version) for c in chunks],
     }
+    if version >= 2:
+        footer["row_groups"] = [g.to_wire() for g in groups]
     footer_bytes = msgpack.packb(footer, use_bin_type=True)
     out.extend(bytes(-len(out) % CHUNK_ALIGN))
     out.extend(footer_bytes)
@@ -354,14 +453,16 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
 
 def write_segment(path: Path, *, database: str, measurement: str, seq: int, table: pa.Table,
                   tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
-                  precedence: int | None = None) -> SegmentInfo:
+                  precedence: int | None = None, version: int = SEGMENT_FORMAT_VERSION,
+                  row_group_rows: int = ROW_GROUP_ROWS) -> SegmentInfo:
     """Sort `table` by (series key, time), encode and write it durably (tmp, fsync, rename, dir fsync).
 
     Tag columns: `tag_keys`, else schema metadata `edgets:tag_keys`, else every string column.
     Duplicate (series, time) rows are kept as given (the caller resolves them).
     """
     data = encode_segment(database=database, measurement=measurement, seq=seq, table=table,
-                          tag_keys=tag_keys, replaces=replaces, precedence=precedence)
+                          tag_keys=tag_keys, replaces=replaces, precedence=precedence,
+                          version=version, row_group_rows=row_group_rows)
     write_atomic(path, data)
     footer = _parse_footer(path, data[-TRAILER.size - _footer_len(path, data):-TRAILER.size])
     return _info_of(path, footer, len(data), hashlib.blake2b(data, digest_size=32).hexdigest())
@@ -382,6 +483,7 @@ def _parse_footer(path: Path, raw: bytes, offset: int = 0) -> SegmentFooter:
         keys = list(d["tag_keys"])
         series_rows = np.frombuffer(d["series_rows"], dtype="<u8").astype(np.uint64)
         series_tags = [np.frombuffer(b, dtype="<u4").astype(np.uint32) for b in d["series_tags"]]
+        chunks = [ChunkMeta(**c) for c in d["chunks"]]
         return SegmentFooter(
             version=version, database=d["database"], measurement=d["measurement"], seq=int(d["seq"]),
             created_ns=int(d["created_ns"]), rows=int(d["rows"]), min_time_ns=int(d["min_time_ns"]),
@@ -390,12 +492,37 @@ def _parse_footer(path: Path, raw: bytes, offset: int = 0) -> SegmentFooter:
             schema=pa.ipc.read_schema(pa.py_buffer(d["schema"])), tag_keys=keys,
             tag_values=[list(v) for v in d["tag_values"]], series_tags=series_tags,
             series_rows=series_rows, fields={name: FieldType(t) for name, t in d["fields"]},
-            chunks=[ChunkMeta(**c) for c in d["chunks"]],
+            chunks=chunks, row_groups=_row_groups(d, version, series_rows, chunks),
         )
     except SegmentCorrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - any malformed footer is corruption
         raise SegmentCorrupt(path, offset, f"footer does not decode: {exc!r}") from exc
+
+
+def _row_groups(d: dict[str, Any], version: int, series_rows: np.ndarray,
+                chunks: list[ChunkMeta]) -> list[RowGroup]:
+    rows = int(d["rows"])
+    if version == 1:
+        groups = [RowGroup(0, 0, rows, int(d["min_time_ns"]), int(d["max_time_ns"]), 0,
+                           len(series_rows) - 2, 0)]
+    else:
+        groups = [RowGroup(i, int(g["row_start"]), int(g["row_end"]), int(g["min_time_ns"]),
+                           int(g["max_time_ns"]), int(g["min_series"]), int(g["max_series"]),
+                           int(g["null_count"])) for i, g in enumerate(d["row_groups"])]
+    expect = 0
+    for g in groups:
+        if g.row_start != expect or g.row_end <= g.row_start:
+            raise ValueError(f"row group {g.index} covers rows [{g.row_start}, {g.row_end}), expected "
+                             f"a non-empty range starting at {expect}")
+        expect = g.row_end
+    if expect != rows or int(series_rows[-1]) != rows:
+        raise ValueError(f"row groups / series runs cover {expect} / {int(series_rows[-1])} rows, footer says {rows}")
+    for c in chunks:
+        if not 0 <= c.group < len(groups):
+            raise ValueError(f"{c.role} chunk of {c.column!r} names row group {c.group} of {len(groups)}")
+        groups[c.group].chunks[(c.column, c.role)] = c
+    return groups
 
 
 def _read_footer(fh: BinaryIO, path: Path, size: int) -> tuple[SegmentFooter, bytes]:
@@ -542,65 +669,198 @@ def output_schema(footer: SegmentFooter, columns: list[str] | None) -> pa.Schema
     return pa.schema([schema.field(c) for c in wanted], metadata=schema.metadata)
 
 
-def read_segment(path: Path, *, columns: list[str] | None = None, start_ns: int | None = None,
-                 end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None) -> pa.Table:
-    """Rows with start_ns <= time < end_ns whose series matches tag_filter, projected to
-    `columns` (+ time). Decodes only the chunks it needs and verifies their CRCs."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
-        schema = output_schema(footer, columns)
-        lo = footer.min_time_ns if start_ns is None else max(start_ns, footer.min_time_ns)
-        hi = footer.max_time_ns + 1 if end_ns is None else min(end_ns, footer.max_time_ns + 1)
-        if lo >= hi:
-            return schema.empty_table()
-        series_ok = series_matching(footer, tag_filter)
-        if not series_ok.any():
-            return schema.empty_table()
-        tc = footer.chunk(TIME_COLUMN, ROLE_TIME)
-        times = _decode(path, tc, _read_chunk(fh, path, tc), None)
-        sc = footer.chunk("series_id", ROLE_SERIES)
-        sid = _decode(path, sc, _read_chunk(fh, path, sc), None)
-        if len(sid) and (sid.min() < 0 or sid.max() >= footer.series_count):
-            raise SegmentCorrupt(path, sc.offset, "series id out of the series dictionary's range")
-        mask: np.ndarray | None = None
-        if not series_ok.all():
-            mask = series_ok[sid]
-        if lo > footer.min_time_ns or hi <= footer.max_time_ns:
-            in_range = (times >= lo) & (times < hi)
-            mask = in_range if mask is None else mask & in_range
-        rows = None if mask is None else np.flatnonzero(mask)
-        sel_times = times if rows is None else times[rows]
-        sel_sid = sid if rows is None else sid[rows]
-        sid_arr = pa.array(sel_sid.astype(np.int32, copy=False), type=pa.int32())
+@dataclass
+class SegmentRows:
+    """Selected rows of one segment, still in (series, time) order: times, segment-local series
+    ids and the requested field columns; tag columns are built on demand from the footer."""
+
+    footer: SegmentFooter
+    time: np.ndarray  # int64 ns
+    series_id: np.ndarray  # int64, index into the footer's series dictionary, non-decreasing
+    fields: dict[str, pa.Array]
+
+    def __len__(self) -> int:
+        return int(self.time.shape[0])
+
+    def unique(self) -> bool:
+        """No two rows share (series, time) (the writer keeps duplicates it is given)."""
+        t, s = self.time, self.series_id
+        return not bool(np.any((t[1:] == t[:-1]) & (s[1:] == s[:-1])))
+
+    def runs(self) -> tuple[list[str], np.ndarray]:
+        """Series key of each run of equal series id, and the run offsets (runs + 1)."""
+        if len(self) == 0:
+            return [], np.zeros(1, dtype=np.int64)
+        sid = self.series_id
+        starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+        keys = self.footer.series_keys()
+        offsets = np.append(starts, len(sid)).astype(np.int64)
+        return [keys[int(s)] for s in sid[starts].tolist()], offsets
+
+    def to_table(self, schema: pa.Schema) -> pa.Table:
+        """The rows in reader shape for `schema` (an output_schema of this segment's footer)."""
         arrays: list[pa.Array] = []
+        sid_arr: pa.Array | None = None
         for f in schema:
             if f.name == TIME_COLUMN:
-                arrays.append(pa.array(sel_times, type=pa.timestamp("ns")))
-            elif f.name in footer.fields:
-                arrays.append(_read_field(fh, path, footer, f.name, rows))
+                arrays.append(pa.array(self.time, type=pa.timestamp("ns")))
+            elif f.name in self.footer.fields:
+                arrays.append(self.fields[f.name])
             else:
-                k = footer.tag_keys.index(f.name)
-                dictionary = pa.array([None, *footer.tag_values[k]], type=pa.string())
-                per_series = dictionary.take(pa.array(footer.series_tags[k].astype(np.int32)))
-                arrays.append(per_series.take(sid_arr))
+                if sid_arr is None:
+                    sid_arr = pa.array(self.series_id.astype(np.int32, copy=False), type=pa.int32())
+                arrays.append(self.footer.tag_column(f.name).take(sid_arr))
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _read_field(fh: BinaryIO, path: Path, footer: SegmentFooter, name: str,
-                rows: np.ndarray | None) -> pa.Array:
+def read_segment(path: Path, *, columns: list[str] | None = None, start_ns: int | None = None,
+                 end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None,
+                 footer: SegmentFooter | None = None) -> pa.Table:
+    """Rows with start_ns <= time < end_ns whose series matches tag_filter, projected to
+    `columns` (+ time). Decodes only the row groups and chunks it needs and verifies their CRCs.
+    `footer`: the file's already checked footer (SegmentStore caches them)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if footer is None:
+            footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
+        schema = output_schema(footer, columns)
+        fields = [f.name for f in schema if f.name in footer.fields]
+        rows = _read_rows(fh, path, footer, fields, start_ns, end_ns, tag_filter, None)
+    return schema.empty_table() if rows is None else rows.to_table(schema)
+
+
+def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: int | None = None,
+                      end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None,
+                      footer: SegmentFooter | None = None, tail: int | None = None) -> SegmentRows | None:
+    """As read_segment, but the rows stay columnar with series ids (None: no row selected).
+    `fields`: field columns to decode (None: all; names the segment lacks are ignored).
+    `tail`: keep only the last `tail` rows of each series among those with at least one
+    requested field non-null (a row without any requested field counts when `fields` is [])."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if footer is None:
+            footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
+        names = sorted(footer.fields) if fields is None else [f for f in dict.fromkeys(fields) if f in footer.fields]
+        return _read_rows(fh, path, footer, names, start_ns, end_ns, tag_filter, tail)
+
+
+def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:
+    """int64 series id of every row of the group, from the footer's series runs."""
+    bounds = footer.series_rows[g.min_series:g.max_series + 2].astype(np.int64)
+    bounds = np.clip(bounds, g.row_start, g.row_end)
+    counts = np.diff(bounds)
+    return np.repeat(np.arange(g.min_series, g.max_series + 1, dtype=np.int64), counts)
+
+
+def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str], start_ns: int | None,
+               end_ns: int | None, tag_filter: dict[str, set[str]] | None, tail: int | None) -> SegmentRows | None:
+    lo = footer.min_time_ns if start_ns is None else max(start_ns, footer.min_time_ns)
+    hi = footer.max_time_ns + 1 if end_ns is None else min(end_ns, footer.max_time_ns + 1)
+    if lo >= hi:
+        return None
+    series_ok = series_matching(footer, tag_filter)
+    if not series_ok.any():
+        return None
+    all_series = bool(series_ok.all())
+    ok_prefix = np.concatenate(([0], np.cumsum(series_ok, dtype=np.int64)))
+    need: np.ndarray | None = None
+    if tail is not None:
+        need = np.where(series_ok, int(tail), 0).astype(np.int64)
+    groups = [g for g in footer.row_groups
+              if g.max_time_ns >= lo and g.min_time_ns < hi
+              and ok_prefix[g.max_series + 1] > ok_prefix[g.min_series]]
+    if need is not None:
+        groups.reverse()  # newest rows of each series first
+    picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray]] = []
+    for g in groups:
+        if need is not None and not need[g.min_series:g.max_series + 1].any():
+            continue
+        tc = g.chunks[(TIME_COLUMN, ROLE_TIME)]
+        times = _decode(path, tc, _read_chunk(fh, path, tc), None)
+        sid = _group_series(footer, g)
+        mask: np.ndarray | None = None
+        if not all_series:
+            mask = series_ok[sid]
+        if lo > g.min_time_ns or hi <= g.max_time_ns:
+            in_range = (times >= lo) & (times < hi)
+            mask = in_range if mask is None else mask & in_range
+        if need is not None:
+            mask = _tail_mask(fh, path, g, fields, sid, need, mask)
+        if mask is None:
+            sel: np.ndarray | slice = slice(None)
+        else:
+            idx = np.flatnonzero(mask)
+            if len(idx) == 0:
+                continue
+            sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
+        picked.append((g, times[sel], sel, sid[sel]))
+    if need is not None:
+        picked.reverse()
+    if not picked:
+        return None
+    out_fields: dict[str, pa.Array] = {}
+    for name in fields:
+        pieces = [_read_field(fh, path, footer, g, name, sel) for g, _t, sel, _s in picked]
+        out_fields[name] = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
+    times = picked[0][1] if len(picked) == 1 else np.concatenate([p[1] for p in picked])
+    sids = picked[0][3] if len(picked) == 1 else np.concatenate([p[3] for p in picked])
+    return SegmentRows(footer, times, sids, out_fields)
+
+
+def _tail_mask(fh: BinaryIO, path: Path, g: RowGroup, fields: list[str], sid: np.ndarray,
+               need: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Rows of the group among the last need[s] qualifying rows of their series s; updates need."""
+    ok = need[sid] > 0 if mask is None else mask & (need[sid] > 0)
+    if fields and all((name, ROLE_VALIDITY) in g.chunks for name in fields):
+        present = np.zeros(g.rows, dtype=np.bool_)
+        for name in fields:
+            vc = g.chunks[(name, ROLE_VALIDITY)]
+            present |= _decode(path, vc, _read_chunk(fh, path, vc), None)
+        ok &= present
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return ok
+    s = sid[idx]
+    # position of each selected row counted from the end of its series (0 = newest)
+    last_of_series = np.searchsorted(s, s, side="right") - 1
+    from_end = last_of_series - np.arange(len(idx))
+    keep = from_end < need[s]
+    kept = idx[keep]
+    uniq, counts = np.unique(sid[kept], return_counts=True)
+    need[uniq] -= counts
+    out = np.zeros(g.rows, dtype=np.bool_)
+    out[kept] = True
+    return out
+
+
+def _read_field(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup, name: str,
+                sel: np.ndarray | slice) -> pa.Array:
+    """The field column of row group g at the selected rows (nulls where absent)."""
     ftype = footer.fields[name]
-    vc = footer.chunk(name, ROLE_VALIDITY)
-    valid = _decode(path, vc, _read_chunk(fh, path, vc), None)
-    if int((~valid).sum()) != vc.null_count:
-        raise SegmentCorrupt(path, vc.offset, f"validity of {name!r} disagrees with its null count")
-    dc = footer.chunk(name, ROLE_VALUES)
+    dc = g.chunks.get((name, ROLE_VALUES))
+    if dc is None:
+        raise SegmentCorrupt(path, 0, f"row group {g.index} has no values chunk for {name!r}")
     values = _decode(path, dc, _read_chunk(fh, path, dc), ftype)
+    vc = g.chunks.get((name, ROLE_VALIDITY))
+    if vc is None:
+        if dc.null_count != 0 or dc.count != g.rows:
+            raise SegmentCorrupt(path, dc.offset, f"values of {name!r} in row group {g.index}: {dc.count} "
+                                                  f"values for {g.rows} rows and no validity chunk")
+        return _pick(values, sel)
+    valid = _decode(path, vc, _read_chunk(fh, path, vc), None)
+    if len(valid) != g.rows or int((~valid).sum()) != vc.null_count:
+        raise SegmentCorrupt(path, vc.offset, f"validity of {name!r} disagrees with its null count")
     if vc.null_count == 0:
-        if rows is None:
-            return values
-        return values.take(pa.array(rows, type=pa.int64()))
+        return _pick(values, sel)
     position = np.cumsum(valid, dtype=np.int64) - 1
-    if rows is not None:
-        position, valid = position[rows], valid[rows]
+    position, valid = position[sel], valid[sel]
     return values.take(pa.array(position, mask=~valid, type=pa.int64()))
+
+
+def _pick(values: pa.Array, sel: np.ndarray | slice) -> pa.Array:
+    """values at the selected rows: zero-copy for a contiguous range, a take otherwise."""
+    if isinstance(sel, slice):
+        if sel.start is None:
+            return values
+        return values.slice(sel.start, sel.stop - sel.start)
+    return values.take(pa.array(sel, type=pa.int64()))

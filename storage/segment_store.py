@@ -9,6 +9,7 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -22,9 +23,13 @@ from storage.fsio import (
 )
 from storage.segment_format import (
     SegmentCorrupt,
+    SegmentFooter,
     SegmentInfo,
+    SegmentRows,
+    read_footer,
     read_segment,
     read_segment_info,
+    read_segment_rows,
     time_array,
     write_segment,
 )
@@ -38,6 +43,7 @@ NEXT_SEQ_MAGIC = b"EDGTSSEQ"
 SEGMENT_NAME = re.compile(r"^(\d{16})-(-?\d+)-(-?\d+)\.seg$")
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _READ_ATTEMPTS = 3
+_T = TypeVar("_T")
 
 
 def encode_dir_name(name: str) -> str:
@@ -67,7 +73,9 @@ class SegmentStore:
         self._next_seq = 1
         self._guard: Callable[[SegmentInfo], bool] = lambda info: True
         self._listeners: list[Callable[[SegmentInfo], None]] = []
+        self._footers: dict[int, SegmentFooter] = {}  # seq -> checked footer (files are immutable)
         self.quarantined = 0
+        self.footer_parses = 0
 
     # ------------------------------------------------------------ open / recovery
 
@@ -112,6 +120,7 @@ class SegmentStore:
                 self._unlink(old.path)
             with self._lock:
                 self._index = index
+                self._footers = {}
                 self._replaced = set()
                 self._next_seq = max(max_seq + 1, self._load_next_seq(problems), 1)
         except Exception as exc:  # noqa: BLE001 - open() reports, never raises
@@ -217,16 +226,52 @@ class SegmentStore:
 
     # ------------------------------------------------------------ reading
 
+    def footer(self, info: SegmentInfo) -> SegmentFooter:
+        """The checked footer of a segment, parsed once per file (segments are immutable).
+        Raises FileNotFoundError / SegmentCorrupt like read_footer."""
+        with self._lock:
+            cached = self._footers.get(info.seq)
+        if cached is not None:
+            return cached
+        footer = read_footer(info.path)
+        if footer.seq != info.seq:
+            raise SegmentCorrupt(info.path, 0, f"footer seq {footer.seq} != indexed seq {info.seq}")
+        with self._lock:
+            self.footer_parses += 1
+            if self._index.get(info.seq) is info:
+                self._footers[info.seq] = footer
+        return footer
+
     def read(self, database: str, measurement: str, *, start_ns: int | None = None,
              end_ns: int | None = None, columns: list[str] | None = None,
              tag_filter: dict[str, set[str]] | None = None) -> list[pa.Table]:
         """One non-empty table per segment holding matching rows, in precedence order: on a
         duplicate (series, time) a later table's non-null field value wins. Segments are pruned by the
-        time range in the index, then by the series dictionary in the footer (read_segment returns
-        before decoding any chunk when no series matches); a corrupt segment is quarantined,
-        logged and skipped."""
+        time range in the index, then by the series dictionary and row-group stats of the (cached)
+        footer; a corrupt segment is quarantined, logged and skipped."""
+        def one(info: SegmentInfo, footer: SegmentFooter) -> pa.Table:
+            return read_segment(info.path, columns=columns, start_ns=start_ns, end_ns=end_ns,
+                                tag_filter=tag_filter, footer=footer)
+        return [t for _info, t in self._each(database, measurement, start_ns, end_ns, one) if t.num_rows]
+
+    def read_rows(self, database: str, measurement: str, *, start_ns: int | None = None,
+                  end_ns: int | None = None, fields: list[str] | None = None,
+                  tag_filter: dict[str, set[str]] | None = None,
+                  tail: int | None = None) -> list[tuple[SegmentInfo, SegmentRows]]:
+        """As read(), but columnar SegmentRows (series ids kept) per segment with matching rows;
+        `tail` keeps the last rows of each series (see read_segment_rows)."""
+        def one(info: SegmentInfo, footer: SegmentFooter) -> SegmentRows | None:
+            return read_segment_rows(info.path, fields=fields, start_ns=start_ns, end_ns=end_ns,
+                                     tag_filter=tag_filter, footer=footer, tail=tail)
+        return [(i, r) for i, r in self._each(database, measurement, start_ns, end_ns, one) if r is not None]
+
+    def _each(self, database: str, measurement: str, start_ns: int | None, end_ns: int | None,
+              read_one: Callable[[SegmentInfo, SegmentFooter], _T]) -> list[tuple[SegmentInfo, _T]]:
+        """read_one over the time-overlapping segments in precedence order, with the corrupt-file
+        and vanished-file handling of read()."""
+        out: list[tuple[SegmentInfo, _T]] = []
         for attempt in range(_READ_ATTEMPTS):
-            tables: list[pa.Table] = []
+            out = []
             vanished = False
             for info in sorted(self.segments(database, measurement), key=lambda i: i.precedence):
                 if start_ns is not None and info.max_time_ns < start_ns:
@@ -234,8 +279,7 @@ class SegmentStore:
                 if end_ns is not None and info.min_time_ns >= end_ns:
                     continue
                 try:
-                    table = read_segment(info.path, columns=columns, start_ns=start_ns, end_ns=end_ns,
-                                         tag_filter=tag_filter)
+                    result = read_one(info, self.footer(info))
                 except FileNotFoundError:
                     vanished = True  # deleted by compaction/retention meanwhile: list again
                     break
@@ -243,19 +287,19 @@ class SegmentStore:
                     log.error("segment read failed, quarantining: %s", exc)
                     self._drop_corrupt(info, str(exc))
                     continue
-                if table.num_rows:
-                    tables.append(table)
+                out.append((info, result))
             if not vanished:
-                return tables
+                return out
             log.info("segment vanished during read of %s.%s (attempt %d), retrying",
                      database, measurement, attempt + 1)
-        return tables
+        return out
 
     def _drop_corrupt(self, info: SegmentInfo, reason: str) -> None:
         with self._lock:
             if self._index.get(info.seq) is not info:
                 return
             del self._index[info.seq]
+            self._footers.pop(info.seq, None)
         if info.path.exists():
             log.error("%s", self._quarantine(info.path, reason))
 
@@ -276,6 +320,7 @@ class SegmentStore:
             return False
         with self._lock:
             self._index.pop(info.seq, None)
+            self._footers.pop(info.seq, None)
         self._unlink(info.path)
         with self._lock:
             self._replaced.discard(info.seq)

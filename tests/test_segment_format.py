@@ -99,7 +99,7 @@ def test_footer_dictionary_stores_each_tag_value_once(tmp_path: Path) -> None:
     assert footer.tag_keys == ["dc", "host"]
     assert footer.tag_values == [["x", "y"], [f"h{i}" for i in range(10)]]
     assert footer.series_count == 10
-    assert [c.role for c in footer.chunks] == ["time", "series_id", "values", "validity"]
+    assert [c.role for c in footer.chunks] == ["time", "values"]  # v2: no series_id, no all-valid validity
     assert sum(np.diff(footer.series_rows.astype(np.int64))) == n
 
 
