@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -194,7 +194,7 @@ def summary_component(state: AgentState, interval_s: float,
             previous = (time.monotonic(), int(node.engine.stats().get("points_written", 0)))
             while True:
                 await asyncio.sleep(interval_s)
-                line, previous = summary_line(state, node.engine, previous)
+                line, previous = summary_line(state, node.engine, previous, node.app[HEALTH_KEY])
                 emit(line)
 
         task = asyncio.create_task(loop())
@@ -260,9 +260,9 @@ def data_dir_bytes(root: Path) -> int:
     return total
 
 
-def summary_line(state: AgentState, engine: StorageEngine,
-                 previous: tuple[float, int]) -> tuple[str, tuple[float, int]]:
-    """One status line: points/s, stored bytes, WAL and backlog bytes, MQTT and push counts."""
+def summary_line(state: AgentState, engine: StorageEngine, previous: tuple[float, int],
+                 health_checks: Sequence[Callable[[], dict]] = ()) -> tuple[str, tuple[float, int]]:
+    """One status line: points/s, stored bytes, WAL and backlog bytes, MQTT, push and sync lag."""
     stats = engine.stats()
     now = time.monotonic()
     written = int(stats.get("points_written", 0))
@@ -283,6 +283,10 @@ def summary_line(state: AgentState, engine: StorageEngine,
         malformed += sum(s["malformed"] for s in snap.values())
         parts.append(f"http push {sum(s['stored'] for s in snap.values())}")
     parts.append(f"malformed {malformed}")
+    for result in (check() for check in health_checks):  # a few checks, every few seconds
+        if result.get("name") == "sync" and "lag_bytes" in result:
+            parts.append(f"sync {'up' if result['connected'] else 'DOWN'} lag {_human(result['lag_bytes'])}"
+                         f" / {result['lag_segments']} segs / {result['lag_seconds']:.0f} s of data")
     return " | ".join(parts), (now, written)
 
 

@@ -72,6 +72,7 @@ class MqttIngestConfig:
     database: str = "kubeedge"
     session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 100  # un-acked QoS 1 messages the broker may send us
+    overload_retry_max_s: float = 1.0  # longest wait before re-trying a write storage refused
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -288,8 +289,8 @@ class MqttIngest:
                     self._stats[message.topic].rejected += 1
                     self._finish_locked(message)
             return False
-        if type(exc).__name__ == "Overloaded":
-            delay = float(getattr(exc, "retry_after", 1.0) or 1.0)
+        if type(exc).__name__ == "Overloaded":  # Retry-After is for remote clients; poll sooner
+            delay = min(float(getattr(exc, "retry_after", 1.0) or 1.0), self._config.overload_retry_max_s)
         else:
             delay = self._config.transient_retry_s
             log.warning("storage write failed (%s), retrying in %.1fs", exc, delay)

@@ -232,6 +232,7 @@ class StorageEngine:
         self._fs_total = 0
         self._dir_bytes = 0
         self._wal_bytes_at_scan = 0
+        self._segment_bytes_at_scan = 0
         # segments
         self._store = SegmentStore(self._data_dir)
         if self.config.deletes_need_guard:  # the sync ledger is not attached yet: nothing is synced
@@ -391,7 +392,7 @@ class StorageEngine:
 
     # --- writer-thread callbacks ----------------------------------------------------------------
     def _apply_group(self, group: list[PendingRecord]) -> None:
-        release_wal = False
+        flush_marker: PendingRecord | None = None  # its future reports how many WAL files went
         largest_active = 0
         for rec in group:
             if rec.rtype == RecordType.WRITE:
@@ -409,19 +410,19 @@ class StorageEngine:
                 rec.result = self._apply_ddl_to_buffer(op)
                 if frozen is not None:
                     self._buffer.release(frozen)
-                    release_wal = True
+                    flush_marker = rec
                 self._catalog_dirty = True
             self._durable.applied_seq = rec.seq
         if self._catalog_dirty:
-            self._durable.save(self._catalog_path, sync=self._policy.mode != "never" or release_wal)
+            self._durable.save(self._catalog_path, sync=self._policy.mode != "never" or flush_marker is not None)
             self.catalog_saves += 1
             self._catalog_dirty = False
-        if release_wal:
+        if flush_marker is not None:
             assert self._writer is not None
             oldest = self._buffer.oldest_wal_file()
             through = (oldest if oldest is not None else self._writer.file_no) - 1
             deleted = self._writer.release_through(through)
-            group[-1].result = len(deleted)
+            flush_marker.result = len(deleted)
         flusher = self._flusher
         if flusher is not None and (
             largest_active >= self.config.flush_bytes or self._flush_policy.under_pressure(self._buffer.bytes)
@@ -554,6 +555,8 @@ class StorageEngine:
                 self._flusher.wake()
             self._overloaded(f"write buffer full ({used} of {self.config.memory_budget_bytes} bytes)", 1.0)
         if self._retention.over_budget():
+            if self._maintenance is not None:
+                self._maintenance.wake()  # segments may have been synced since: retention can free them
             self._overloaded(
                 f"disk budget full: {self._store.disk_bytes()} bytes of segments not yet synced "
                 f"(unsynced_policy={self.config.unsynced_policy})",
@@ -577,15 +580,19 @@ class StorageEngine:
             self._fs_avail = st.f_bavail * st.f_frsize
             self._fs_total = st.f_blocks * st.f_frsize
             self._wal_bytes_at_scan = self._writer.total_bytes()
+            self._segment_bytes_at_scan = self._store.disk_bytes()
             if self.config.disk_budget_bytes is not None:
                 self._dir_bytes = _tree_bytes(self._data_dir)
             self._disk_checked = now
-        grown = max(0, self._writer.total_bytes() - self._wal_bytes_at_scan) + incoming
+        # what WAL and segments added since the scan (either may also shrink: flush, retention)
+        grown = (self._writer.total_bytes() - self._wal_bytes_at_scan
+                 + self._store.disk_bytes() - self._segment_bytes_at_scan + incoming)
         if self._fs_avail - grown < _FS_RESERVE_FRACTION * self._fs_total:
             return f"filesystem of {self._data_dir} is nearly full ({self._fs_avail - grown} bytes free)"
         budget = self.config.disk_budget_bytes
-        if budget is not None and self._dir_bytes + grown > budget:
-            return f"disk budget of {budget} bytes for {self._data_dir} reached ({self._dir_bytes + grown} used)"
+        used = self._dir_bytes + grown - incoming  # a write may overshoot by itself: retention keeps headroom
+        if budget is not None and used >= budget:
+            return f"disk budget of {budget} bytes for {self._data_dir} reached ({used} used)"
         return None
 
     # --- DDL -----------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ class FlushThread:
             self.passes += 1
 
 
+_MIN_WOKEN_RETENTION_GAP_S = 0.2
+
+
 class MaintenanceThread:
     """Runs compaction merges (pausing `compaction_pause_s` after a merge, `compaction_idle_s`
     when there was nothing to merge) and a retention pass every `retention_check_s` seconds
@@ -150,10 +153,16 @@ class MaintenanceThread:
     def _run(self) -> None:
         next_retention = time.monotonic()
         next_compaction = time.monotonic()
+        last_retention = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
+            if self._wake.is_set() and now - last_retention < _MIN_WOKEN_RETENTION_GAP_S:
+                # refused writes wake us often while the disk is full: at most a pass per gap
+                self._stop.wait(_MIN_WOKEN_RETENTION_GAP_S - (now - last_retention))
+                continue
             if now >= next_retention or self._wake.is_set():
                 self._wake.clear()
+                last_retention = now
                 try:
                     self._enforce()
                 except Exception:  # noqa: BLE001 - keep running; the next pass retries

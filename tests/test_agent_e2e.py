@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pyarrow as pa
+import pytest
 import yaml
 
 from edge_agent.config import load_config
@@ -26,6 +29,7 @@ from edge_agent.simulator import (
     write_device_yaml,
 )
 from storage.engine import StorageEngine
+from tests.influxdb_process import free_port
 from tests.mosquitto_fixture import Broker, mosquitto_broker
 from tests.server_process import ServerProcess
 from tests.waiting import wait_until
@@ -293,38 +297,84 @@ def test_broker_restart_mid_stream_and_malformed_corpus(tmp_path: Path) -> None:
     assert [r["humidity"] for r in rows(dd, device="sim-device-0001")] == [50.5]
 
 
-def test_memory_budget_full_withholds_acks(tmp_path: Path) -> None:
-    """Real engine: once the write buffer is full, submit raises Overloaded, the agent stops
-    acking, the broker stops sending (Receive Maximum) and keeps the rest queued."""
-    total = 3000
-    with mosquitto_broker(tmp_path / "broker") as broker:
-        conf = write_agent_config(tmp_path, broker, client_id="edgets-overload", receive_maximum=20)
-        agent = ServerProcess(tmp_path / "data", "-c", str(conf), "--set",
-                              "storage.memory_budget=24KiB", command="agent").start()
-        try:
-            pub = Publisher(broker, "overload-publisher")
-            wait_subscribed(agent.url, pub)
-            for i in range(total):
-                pub.publish("lp/flood", f"flood,device=d{i % 50} v={i}i {1714557600000000000 + i}"
-                            .encode(), key=i)
-            wait_until(lambda: pub.acked_count() == total, 30, "the broker accepting the flood")
+def test_disk_budget_full_blocks_intake_until_the_cloud_takes_the_backlog(tmp_path: Path) -> None:
+    """Sync on, cloud unreachable: segments may not be deleted, so a full disk budget must block
+    intake (MQTT acks withheld, HTTP 503/429 + Retry-After) and lose nothing; once the cloud is
+    up, synced segments are dropped by retention, intake resumes, every message lands once."""
+    total, node, token = 1600, "edge-disk", "tok-disk"
+    cloud_port = free_port()
+    rng = np.random.default_rng(5)  # random padding: ~100 incompressible bytes a point
+    pads = [rng.bytes(100).hex() for _ in range(total)]
 
-            def stuck() -> dict | None:
+    def message(i: int) -> bytes:
+        return f'flood,device=d{i % 20} v={i}i,pad="{pads[i]}" {1714557600000000000 + i}'.encode()
+
+    with mosquitto_broker(tmp_path / "broker") as broker:
+        conf = tmp_path / "agent.toml"
+        conf.write_text("\n".join([
+            "[storage]", 'disk_budget = "160KiB"', 'flush_size = "8KiB"', 'flush_age = "100ms"',
+            "compaction = false", 'wal_file_size = "32KiB"',
+            "[mqtt]", f'broker = "tcp://{broker.host}:{broker.port}"', 'client_id = "edgets-disk"',
+            'lineprotocol_topics = ["lp/#"]', 'reconnect_max = "1s"', "receive_maximum = 20",
+            "[kubeedge]", 'database = "edge"',
+            "[sync]", f'url = "ws://127.0.0.1:{cloud_port}"', f'node_id = "{node}"', f'token = "{token}"',
+            'heartbeat = "1s"', 'backoff_cap = "300ms"']) + "\n")
+        agent = ServerProcess(tmp_path / "data", "-c", str(conf), command="agent").start()
+        cloud: ServerProcess | None = None
+        try:
+            pub = Publisher(broker, "disk-publisher")
+            wait_subscribed(agent.url, pub)
+
+            def blocked() -> dict | None:
                 status = health(agent.url)
                 mq, storage = check(status, "mqtt"), check(status, "storage")["stats"]
                 return status if storage["overloaded"] > 0 and mq["unacked"] > 0 else None
 
+            def stored() -> int:
+                return check(health(agent.url), "mqtt")["topics"].get("lp/flood", {}).get("stored", 0)
+
+            published, status = 0, None
+            while status is None and published < total:  # waves, so flushes see the budget fill up
+                for i in range(published, published + 100):
+                    pub.publish("lp/flood", message(i), key=i)
+                published += 100
+                wait_until(lambda n=published: blocked() or stored() == n, 60, "a wave stored, or intake blocked")
+                status = blocked()
+            assert status is not None, f"intake never blocked: {json.dumps(health(agent.url))[:3000]}"
+            for i in range(published, total):  # the rest queues at the broker while intake is blocked
+                pub.publish("lp/flood", message(i), key=i)
+            wait_until(lambda: pub.acked_count() == total, 30, "the broker accepting the whole flood")
+            assert 0 < check(status, "mqtt")["unacked"] <= 100
+            assert stored() < total
+            line = b"probe,device=http v=1i 1714557600000000000"
+            req = urllib.request.Request(f"{agent.url}/write?db=edge", data=line, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=30)
+            assert refused.value.code == 503 and int(refused.value.headers["Retry-After"]) >= 1
+            req = urllib.request.Request(f"{agent.url}/api/v2/write?bucket=edge", data=line, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=30)
+            assert refused.value.code == 429 and "Retry-After" in refused.value.headers
+
+            cloud = ServerProcess(tmp_path / "cloud", "--set", f"cloud.tokens={node}:{token}", command="cloud")
+            cloud.args[cloud.args.index("--bind") + 1] = f"127.0.0.1:{cloud_port}"
+            cloud.start()
+
+            def drained() -> bool:
+                status = health(agent.url)
+                sync, stats = check(status, "sync"), check(status, "storage")["stats"]
+                return stored() == total and stats["buffer_rows"] == 0 and sync["lag_segments"] == 0
             try:
-                status = wait_until(stuck, 30, "storage overloaded with messages left unacked")
+                wait_until(drained, 120, "every message stored and shipped to the cloud")
             except AssertionError as exc:
-                raise AssertionError(f"{exc}: {health(agent.url)}") from None
-            mq = check(status, "mqtt")
-            flood = mq["topics"]["lp/flood"]
-            # The broker stops delivering: a bounded window is un-acked (Receive Maximum 20; seen
-            # up to ~40 with Mosquitto 2.0), the rest of the flood stays queued at the broker.
-            assert 0 < mq["unacked"] <= 100
-            assert flood["stored"] < total and flood["received"] <= flood["stored"] + 100
-            assert "Overloaded" in (mq["last_error"] or "")
+                raise AssertionError(f"{exc}: {json.dumps(health(agent.url))[:4000]}") from None
             pub.close()
+            params = urllib.parse.urlencode({"db": "edge", "q": "SELECT v FROM flood", "epoch": "ns"})
+            with urllib.request.urlopen(f"{cloud.url}/query?{params}", timeout=60) as resp:
+                series = json.loads(resp.read())["results"][0]["series"]
+            values = [row[1] for s in series for row in s["values"]]
+            assert sorted(values) == list(range(total)), "every message exactly once in the cloud"
         finally:
             assert agent.stop(timeout=60) == 0
+            if cloud is not None:
+                cloud.stop()
