@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from storage.batch import TIME_COLUMN
 from storage.segment_format import (
+    ORIGIN_COMPACTION,
     SegmentCorrupt,
     SegmentInfo,
     read_segment,
@@ -85,10 +86,13 @@ class Compactor:
     def plan(self) -> list[list[SegmentInfo]]:
         """Merges to run: each a run of small, deletable segments of one (db, measurement,
         window), consecutive in precedence except for segments that overlap none of them in
-        time (so "newest wins" between the merged data and any other segment is unchanged)."""
+        time (so "newest wins" between the merged data and any other segment is unchanged).
+        Zero-row tombstones are never merged (they leave by retention once synced)."""
         p = self.policy
         by_measurement: dict[tuple[str, str], list[SegmentInfo]] = {}
         for info in self.store.segments():
+            if info.rows == 0:
+                continue  # tombstones: nothing to merge, and no row they could be ordered against
             by_measurement.setdefault((info.database, info.measurement), []).append(info)
         plans: list[list[SegmentInfo]] = []
         for infos in by_measurement.values():
@@ -149,7 +153,7 @@ class Compactor:
             return None
         replaces = sorted({i.seq for i in inputs} | {s for i in inputs for s in i.replaces})
         info = self.store.seal(db, measurement, merged, tag_keys=tag_keys, replaces=replaces,
-                               precedence=max(i.precedence for i in inputs))
+                               precedence=max(i.precedence for i in inputs), origin=ORIGIN_COMPACTION)
         for old in inputs:
             self.store.delete(old, f"compacted into segment {info.seq}")
         self.merges += 1

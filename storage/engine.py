@@ -33,6 +33,10 @@ from storage.flusher import FlushPolicy, FlushThread, MaintenanceThread
 from storage.fsio import CorruptFileError, quarantine
 from storage.retention import RetentionEnforcer, RetentionReport
 from storage.segment_format import (
+    DROP_SCOPE_DATABASE,
+    DROP_SCOPE_MEASUREMENT,
+    ORIGIN_DELETE,
+    ORIGIN_DROP,
     SegmentCorrupt,
     SegmentInfo,
     SegmentRows,
@@ -625,12 +629,15 @@ class StorageEngine:
         self._require_open()
         with self._flush_lock, self._segments_lock:
             with self._lock:
-                if name not in self._live.databases and not self._store.segments(name):
+                if name not in self._live.databases and not self._has_rows(name, None):
                     return
                 below = self._segment_floor()
-                fut = self._log_ddl({"op": "drop_db", "db": name, "segments_below": below})
+                drop_below = self._store.next_seq()
+                fut = self._log_ddl({"op": "drop_db", "db": name, "segments_below": below,
+                                     "drop_below": drop_below})
             fut.result()
             self._drop_segments(name, None, below)
+            self._seal_drop_tombstone(name, None, drop_below)
 
     def databases(self) -> list[str]:
         """Database names in creation order (as InfluxDB's SHOW DATABASES)."""
@@ -705,14 +712,17 @@ class StorageEngine:
                 if (
                     measurement not in entry.measurements
                     and measurement not in self._buffer.measurements(db)
-                    and not self._store.segments(db, measurement)
+                    and not self._has_rows(db, measurement)
                 ):
                     return
                 below = self._segment_floor()
-                op = {"op": "drop_measurement", "db": db, "measurement": measurement, "segments_below": below}
+                drop_below = self._store.next_seq()
+                op = {"op": "drop_measurement", "db": db, "measurement": measurement, "segments_below": below,
+                      "drop_below": drop_below}
                 fut = self._log_ddl(op)
             fut.result()
             self._drop_segments(db, measurement, below)
+            self._seal_drop_tombstone(db, measurement, drop_below)
 
     # --- flushing to segments ------------------------------------------------------------------
     def freeze(self, db: str, measurement: str) -> FrozenMeasurement | None:
@@ -797,7 +807,7 @@ class StorageEngine:
         removed = 0
         for (db, measurement), floor in self._pending_intents.items():
             for info in self._store.segments(db, measurement):
-                if info.seq >= floor and not info.replaces:
+                if info.seq >= floor and not info.replaces and info.rows:  # tombstones are no orphans
                     if self._store.delete(info, "orphan of an interrupted flush (rows replayed from the WAL)", force=True):
                         removed += 1
         self._pending_intents = {}
@@ -853,6 +863,28 @@ class StorageEngine:
             self._series_cache.pop(info.seq, None)
         return len(doomed)
 
+    def _has_rows(self, db: str, measurement: str | None) -> bool:
+        """Does the store hold a segment with rows of db (one measurement or all)?"""
+        return any(i.rows for i in self._store.segments(db, measurement))
+
+    def _seal_drop_tombstone(self, db: str, measurement: str | None, drop_below: int) -> SegmentInfo | None:
+        """Seal the zero-row DROP tombstone that carries a DROP MEASUREMENT (measurement given)
+        or DROP DATABASE (measurement None: stored under measurement "") to the cloud: it hides
+        the scope's segments with seq < drop_below there. Idempotent (replay): nothing is sealed
+        when a present tombstone already covers it (same or wider scope, drop_below >= this)."""
+        scope = DROP_SCOPE_DATABASE if measurement is None else DROP_SCOPE_MEASUREMENT
+        name = "" if measurement is None else measurement
+        for info in self._store.segments(db):
+            if info.drop_below >= drop_below and (
+                info.drop == DROP_SCOPE_DATABASE
+                or (info.drop == scope == DROP_SCOPE_MEASUREMENT and info.measurement == name)
+            ):
+                return None
+        now = time.time_ns()
+        empty = pa.table({TIME_COLUMN: pa.array([], type=pa.timestamp("ns"))})
+        return self._store.seal(db, name, empty, origin=ORIGIN_DROP, drop=scope, drop_below=drop_below,
+                                tombstone_range=(now, now))
+
     def _replay_segment_effect(self, op: dict[str, Any]) -> None:
         """Segment part of a replayed drop/delete (idempotent: only segments sealed before the op).
         Failures are logged, not raised: the WAL record itself is fine."""
@@ -863,6 +895,8 @@ class StorageEngine:
                 self._delete_from_segments(op)
             else:
                 self._drop_segments(op["db"], op.get("measurement"), int(op["segments_below"]))
+                if "drop_below" in op:
+                    self._seal_drop_tombstone(op["db"], op.get("measurement"), int(op["drop_below"]))
             if op["op"] == "drop_db":
                 for key in [k for k in self._pending_intents if k[0] == op["db"]]:
                     del self._pending_intents[key]
@@ -915,11 +949,13 @@ class StorageEngine:
             table = read_segment(info.path)
             hit = rows_matching(table, start, end, tags)
             keep = table.filter(pa.array(~hit))
-            if keep.num_rows:
-                self._store.seal(
-                    db, info.measurement, keep, tag_keys=info.tag_keys,
-                    replaces=sorted({info.seq, *info.replaces}), precedence=info.precedence,
-                )
+            # every row removed: an empty tombstone still `replaces` the old segment, so the
+            # deletion reaches the cloud (and open() finishes it after a crash)
+            self._store.seal(
+                db, info.measurement, keep, tag_keys=info.tag_keys if keep.num_rows else (),
+                replaces=sorted({info.seq, *info.replaces}), precedence=info.precedence,
+                origin=ORIGIN_DELETE, tombstone_range=(info.min_time_ns, info.max_time_ns),
+            )
             self._store.delete(info, "DELETE rewrote it", force=True)
             self._series_cache.pop(info.seq, None)
             removed += table.num_rows - keep.num_rows
@@ -1053,7 +1089,7 @@ class StorageEngine:
     def measurements(self, db: str) -> list[str]:
         with self._lock:
             names = set(self._db(db).measurements)
-        names.update(i.measurement for i in self._store.segments(db))
+        names.update(i.measurement for i in self._store.segments(db) if i.rows)
         return sorted(names)
 
     def field_types(self, db: str, measurement: str) -> dict[str, FieldType]:

@@ -57,6 +57,13 @@ ROLE_SERIES = "series_id"
 ROLE_VALUES = "values"
 ROLE_VALIDITY = "validity"
 
+ORIGIN_FLUSH = "flush"  # footer `origin`: why the segment was sealed (see docs/segment-format.md)
+ORIGIN_COMPACTION = "compaction"
+ORIGIN_DELETE = "delete"
+ORIGIN_DROP = "drop"
+DROP_SCOPE_MEASUREMENT = "measurement"  # footer `drop`: what a DROP tombstone hides
+DROP_SCOPE_DATABASE = "database"
+
 
 class SegmentCorrupt(Exception):
     """A segment file failed a magic, version, length, checksum or decode check."""
@@ -88,6 +95,14 @@ class SegmentInfo:
     created_ns: int = 0
     field_values: int = 0  # number of non-null field values
     precedence: int = 0  # duplicate (series, time) rows: higher precedence wins (= seq unless merged)
+    origin: str = ""  # "flush" | "compaction" | "delete" | "drop"; "" = not recorded (older files)
+    drop: str = ""  # DROP tombstone scope: "measurement" | "database"; "" otherwise
+    drop_below: int = 0  # DROP tombstone: hides the scope's segments with seq < drop_below
+
+    @property
+    def is_tombstone(self) -> bool:
+        """A zero-row segment: it only hides rows (`replaces`, or a DROP's `drop` scope)."""
+        return self.rows == 0
 
 
 @dataclass
@@ -159,6 +174,9 @@ class SegmentFooter:
     fields: dict[str, FieldType]
     chunks: list[ChunkMeta] = field(default_factory=list)
     row_groups: list[RowGroup] = field(default_factory=list)
+    origin: str = ""
+    drop: str = ""
+    drop_below: int = 0
     _series_keys: list[str] | None = field(default=None, repr=False)
     _tag_columns: dict[str, pa.Array] = field(default_factory=dict, repr=False)
 
@@ -354,15 +372,28 @@ def plan_row_groups(series_rows: np.ndarray, target: int = ROW_GROUP_ROWS) -> li
 def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table,
                    tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
                    precedence: int | None = None, created_ns: int | None = None,
-                   version: int = SEGMENT_FORMAT_VERSION, row_group_rows: int = ROW_GROUP_ROWS) -> bytes:
+                   version: int = SEGMENT_FORMAT_VERSION, row_group_rows: int = ROW_GROUP_ROWS,
+                   origin: str = ORIGIN_FLUSH, drop: str = "", drop_below: int = 0,
+                   tombstone_range: tuple[int, int] | None = None) -> bytes:
     """The complete bytes of a segment file for `table` (reader shape); see write_segment.
-    `version` 1 (one row group, series_id chunk) is kept for compatibility tests."""
+    `version` 1 (one row group, series_id chunk) is kept for compatibility tests.
+    An empty `table` is written only as a tombstone (version 2, `tombstone_range` given, and
+    `replaces` or a `drop` scope with `drop_below` > 0 set): zero rows, series, fields, chunks."""
     if version not in (1, 2):
         raise ValueError(f"cannot write segment format version {version}")
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
-    if table.num_rows == 0:
-        raise ValueError(f"refusing to encode an empty segment for {database}.{measurement}")
+    if drop not in ("", DROP_SCOPE_MEASUREMENT, DROP_SCOPE_DATABASE):
+        raise ValueError(f"unknown drop scope {drop!r} for {database}.{measurement}")
+    if bool(drop) != (drop_below > 0):
+        raise ValueError(f"drop scope {drop!r} and drop_below {drop_below} of {database}.{measurement} "
+                         f"go together")
+    if table.num_rows == 0 or drop:
+        if tombstone_range is None or not (replaces or drop) or version < 2 or table.num_rows:
+            raise ValueError(f"refusing to encode an empty segment for {database}.{measurement} "
+                             f"(only a version-2 tombstone with a time range and replaces/drop)")
+        return _encode_tombstone(database, measurement, seq, replaces, precedence, created_ns,
+                                 origin, drop, drop_below, tombstone_range)
     keys = tag_keys_of(table, tag_keys)
     times = time_array(table)
     fields: dict[str, FieldType] = {}
@@ -440,9 +471,15 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
         "series_rows": series_rows.astype("<u8").tobytes(),
         "fields": [[name, int(fields[name])] for name in sorted(fields)],
         "chunks": [c.to_wire(version) for c in chunks],
+        "origin": origin,
     }
     if version >= 2:
         footer["row_groups"] = [g.to_wire() for g in groups]
+    return _finish(out, footer)
+
+
+def _finish(out: bytearray, footer: dict[str, Any]) -> bytes:
+    """Append the footer and trailer to header + chunks."""
     footer_bytes = msgpack.packb(footer, use_bin_type=True)
     out.extend(bytes(-len(out) % CHUNK_ALIGN))
     out.extend(footer_bytes)
@@ -451,10 +488,34 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
     return bytes(out)
 
 
+def _encode_tombstone(database: str, measurement: str, seq: int, replaces: Sequence[int],
+                      precedence: int | None, created_ns: int | None, origin: str, drop: str,
+                      drop_below: int, time_range: tuple[int, int]) -> bytes:
+    """A zero-row version-2 segment: no series, fields, chunks or row groups; its time range
+    is that of the rows it hides (so time pruning and retention treat it like them)."""
+    lo, hi = int(time_range[0]), int(time_range[1])
+    if lo > hi:
+        raise ValueError(f"tombstone time range [{lo}, {hi}] of {database}.{measurement} is reversed")
+    footer: dict[str, Any] = {
+        "version": 2, "database": database, "measurement": measurement, "seq": int(seq),
+        "created_ns": int(time.time_ns() if created_ns is None else created_ns), "rows": 0,
+        "min_time_ns": lo, "max_time_ns": hi, "replaces": sorted(int(s) for s in replaces),
+        "precedence": int(seq if precedence is None else precedence),
+        "schema": build_schema([], {}).serialize().to_pybytes(), "tag_keys": [], "tag_values": [],
+        "series_tags": [], "series_rows": np.zeros(1, dtype="<u8").tobytes(), "fields": [],
+        "chunks": [], "row_groups": [], "origin": origin,
+    }
+    if drop:
+        footer["drop"] = drop
+        footer["drop_below"] = int(drop_below)
+    return _finish(bytearray(HEADER.pack(SEGMENT_MAGIC, 2, 0, 0)), footer)
+
+
 def write_segment(path: Path, *, database: str, measurement: str, seq: int, table: pa.Table,
                   tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
                   precedence: int | None = None, version: int = SEGMENT_FORMAT_VERSION,
-                  row_group_rows: int = ROW_GROUP_ROWS) -> SegmentInfo:
+                  row_group_rows: int = ROW_GROUP_ROWS, origin: str = ORIGIN_FLUSH, drop: str = "",
+                  drop_below: int = 0, tombstone_range: tuple[int, int] | None = None) -> SegmentInfo:
     """Sort `table` by (series key, time), encode and write it durably (tmp, fsync, rename, dir fsync).
 
     Tag columns: `tag_keys`, else schema metadata `edgets:tag_keys`, else every string column.
@@ -462,7 +523,8 @@ def write_segment(path: Path, *, database: str, measurement: str, seq: int, tabl
     """
     data = encode_segment(database=database, measurement=measurement, seq=seq, table=table,
                           tag_keys=tag_keys, replaces=replaces, precedence=precedence,
-                          version=version, row_group_rows=row_group_rows)
+                          version=version, row_group_rows=row_group_rows, origin=origin, drop=drop,
+                          drop_below=drop_below, tombstone_range=tombstone_range)
     write_atomic(path, data)
     footer = _parse_footer(path, data[-TRAILER.size - _footer_len(path, data):-TRAILER.size])
     return _info_of(path, footer, len(data), hashlib.blake2b(data, digest_size=32).hexdigest())
@@ -493,6 +555,8 @@ def _parse_footer(path: Path, raw: bytes, offset: int = 0) -> SegmentFooter:
             tag_values=[list(v) for v in d["tag_values"]], series_tags=series_tags,
             series_rows=series_rows, fields={name: FieldType(t) for name, t in d["fields"]},
             chunks=chunks, row_groups=_row_groups(d, version, series_rows, chunks),
+            origin=str(d.get("origin", "")), drop=str(d.get("drop", "")),
+            drop_below=int(d.get("drop_below", 0)),
         )
     except SegmentCorrupt:
         raise
@@ -564,7 +628,7 @@ def _info_of(path: Path, f: SegmentFooter, size: int, content_hash: str) -> Segm
         max_time_ns=f.max_time_ns, rows=f.rows, database=f.database, measurement=f.measurement,
         field_types=dict(f.fields), tag_keys=list(f.tag_keys), series_count=f.series_count,
         replaces=tuple(f.replaces), created_ns=f.created_ns, field_values=f.field_values(),
-        precedence=f.precedence,
+        precedence=f.precedence, origin=f.origin, drop=f.drop, drop_below=f.drop_below,
     )
 
 

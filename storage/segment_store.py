@@ -22,6 +22,9 @@ from storage.fsio import (
     write_atomic,
 )
 from storage.segment_format import (
+    ORIGIN_DELETE,
+    ORIGIN_DROP,
+    ORIGIN_FLUSH,
     SegmentCorrupt,
     SegmentFooter,
     SegmentInfo,
@@ -166,9 +169,20 @@ class SegmentStore:
 
     def seal(self, database: str, measurement: str, table: pa.Table, *,
              tag_keys: Sequence[str] | None = None, replaces: Sequence[int] = (),
-             precedence: int | None = None) -> SegmentInfo:
+             precedence: int | None = None, origin: str = ORIGIN_FLUSH, drop: str = "",
+             drop_below: int = 0, tombstone_range: tuple[int, int] | None = None) -> SegmentInfo:
         """Write `table` as a new durable segment with the next store-wide seq (its precedence
-        is that seq unless given: a merged segment keeps the highest precedence of its inputs)."""
+        is that seq unless given: a merged segment keeps the highest precedence of its inputs).
+
+        `origin` goes to the footer (why it was sealed). An empty `table` is sealed only as a
+        tombstone: origin "delete" with `replaces` (a DELETE that removed every row; time range
+        = that of the replaced segments still indexed, or `tombstone_range`), or origin "drop"
+        with a `drop` scope, `drop_below` and `tombstone_range` (DROP MEASUREMENT / DATABASE)."""
+        if table.num_rows == 0 or drop:
+            tombstone_range = self._tombstone_range(database, measurement, table, replaces, origin,
+                                                    drop, tombstone_range)
+        else:
+            tombstone_range = None  # rows present: the range is theirs
         with self._seal_lock:
             with self._lock:
                 seq = self._next_seq
@@ -179,19 +193,49 @@ class SegmentStore:
                 directory.mkdir(parents=True, exist_ok=True)
                 fsync_dir(directory.parent)
                 fsync_dir(directory.parent.parent)
-            if table.num_rows == 0:
-                raise ValueError(f"refusing to seal an empty segment for {database}.{measurement}")
-            times = time_array(table)
-            final = directory / segment_file_name(seq, int(times.min()), int(times.max()))
+            if tombstone_range is not None:
+                lo, hi = tombstone_range
+            else:
+                times = time_array(table)
+                lo, hi = int(times.min()), int(times.max())
+            final = directory / segment_file_name(seq, lo, hi)
             info = write_segment(final, database=database, measurement=measurement, seq=seq,
                                  table=table, tag_keys=tag_keys, replaces=replaces,
-                                 precedence=precedence)
+                                 precedence=precedence, origin=origin, drop=drop,
+                                 drop_below=drop_below, tombstone_range=tombstone_range)
             with self._lock:
                 self._index[seq] = info
                 self._replaced.update(info.replaces)
             for listener in list(self._listeners):
                 listener(info)
         return info
+
+    def _tombstone_range(self, database: str, measurement: str, table: pa.Table,
+                         replaces: Sequence[int], origin: str, drop: str,
+                         given: tuple[int, int] | None) -> tuple[int, int]:
+        what = f"{database}.{measurement}"
+        if table.num_rows:
+            raise ValueError(f"a DROP tombstone of {what} holds no rows, got {table.num_rows}")
+        if origin == ORIGIN_DELETE and replaces and not drop:
+            if given is not None:
+                return given
+            with self._lock:
+                hidden = [self._index[s] for s in replaces if s in self._index]
+            if not hidden:
+                raise ValueError(f"tombstone of {what}: none of the replaced seqs {list(replaces)} "
+                                 f"is indexed and no time range was given")
+            return min(i.min_time_ns for i in hidden), max(i.max_time_ns for i in hidden)
+        if origin == ORIGIN_DROP and drop and given is not None:
+            return given
+        raise ValueError(f"refusing to seal an empty segment for {what}: only a tombstone "
+                         f"(origin 'delete' with replaces, or origin 'drop' with a scope and "
+                         f"time range) may be empty; got origin {origin!r}, replaces "
+                         f"{list(replaces)}, drop {drop!r}")
+
+    def next_seq(self) -> int:
+        """The seq the next seal gets (every present or future segment sealed later is >= it)."""
+        with self._lock:
+            return self._next_seq
 
     def add_seal_listener(self, listener: Callable[[SegmentInfo], None]) -> None:
         """Called (in the sealing thread) after every seal, e.g. to wake the sync sender."""

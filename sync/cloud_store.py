@@ -17,7 +17,13 @@ from query.influxql_exec import QueryError
 from storage.batch import TIME_COLUMN, FieldType, TagSet
 from storage.catalog import RetentionPolicy
 from storage.compaction import merge_tables
-from storage.segment_format import SegmentCorrupt, SegmentFooter, read_footer, read_segment
+from storage.segment_format import (
+    DROP_SCOPE_MEASUREMENT,
+    SegmentCorrupt,
+    SegmentFooter,
+    read_footer,
+    read_segment,
+)
 from sync.receiver import CommittedSegment, committed_segments
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,34 @@ def _tag_sets(footer: SegmentFooter, node: str) -> set[TagSet]:
         tags[NODE_TAG] = node
         out.add(tuple(sorted(tags.items())))
     return out
+
+
+@dataclass(frozen=True)
+class DropMark:
+    """A committed DROP tombstone: hides the (node, database[, measurement]) segments of its
+    epoch with seq < below, and all of them in the node's earlier epochs."""
+
+    node: str
+    epoch: str
+    epoch_start: int
+    database: str
+    measurement: str | None  # None: DROP DATABASE
+    below: int
+
+
+def _dropped(s: CloudSegment, drops: list[DropMark], epoch_start: dict[tuple[str, str], int]) -> bool:
+    c = s.committed
+    for d in drops:
+        if d.node != c.node or d.database != c.database:
+            continue
+        if d.measurement is not None and d.measurement != c.measurement:
+            continue
+        if d.epoch == c.epoch:
+            if c.seq < d.below:
+                return True
+        elif epoch_start[(c.node, c.epoch)] < d.epoch_start:
+            return True
+    return False
 
 
 def _overlapping(segments: list[CloudSegment]) -> bool:
@@ -92,7 +126,8 @@ class CloudTableSource:
         return footer
 
     def segments(self, db: str | None = None, measurement: str | None = None) -> list[CloudSegment]:
-        """Visible committed segments (of one database / measurement when given)."""
+        """Visible committed segments (of one database / measurement when given): not replaced
+        by a committed rewrite of the same (node, epoch), not dropped by a DROP tombstone."""
         committed = self._committed()
         epoch_start: dict[tuple[str, str], int] = {}
         for c in committed:
@@ -100,6 +135,7 @@ class CloudTableSource:
             epoch_start[key] = min(epoch_start.get(key, c.committed_at_ns), c.committed_at_ns)
         chosen = [c for c in committed
                   if (db is None or c.database == db) and (measurement is None or c.measurement == measurement)]
+        drops = self._drops(committed, db, epoch_start)
         out: list[CloudSegment] = []
         replaced: set[tuple[str, str, int]] = set()
         for c in chosen:
@@ -108,17 +144,34 @@ class CloudTableSource:
                 continue
             replaced.update((c.node, c.epoch, s) for s in footer.replaces)
             out.append(CloudSegment(c, footer, (epoch_start[(c.node, c.epoch)], footer.precedence)))
-        return [s for s in out if (s.node, s.committed.epoch, s.committed.seq) not in replaced]
+        return [s for s in out if (s.node, s.committed.epoch, s.committed.seq) not in replaced
+                and not _dropped(s, drops, epoch_start)]
+
+    def _drops(self, committed: list[CommittedSegment], db: str | None,
+               epoch_start: dict[tuple[str, str], int]) -> list[DropMark]:
+        """The DROP tombstones (zero-row segments whose footer has `drop`) of db (or all)."""
+        marks: list[DropMark] = []
+        for c in committed:
+            if c.rows != 0 or (db is not None and c.database != db):
+                continue
+            footer = self._footer(c)
+            if footer is None or not footer.drop:
+                continue
+            marks.append(DropMark(c.node, c.epoch, epoch_start[(c.node, c.epoch)], c.database,
+                                  c.measurement if footer.drop == DROP_SCOPE_MEASUREMENT else None,
+                                  footer.drop_below))
+        return marks
 
     # ------------------------------------------------------------ TableSource
     def databases(self) -> list[str]:
-        return sorted({c.database for c in self._committed()})
+        """Databases with visible rows (every segment dropped or deleted: not listed)."""
+        return sorted({s.committed.database for s in self.segments() if s.committed.rows})
 
     def has_database(self, name: str) -> bool:
-        return any(c.database == name for c in self._committed())
+        return any(s.committed.rows for s in self.segments(name))
 
     def measurements(self, db: str) -> list[str]:
-        return sorted({c.measurement for c in self._committed() if c.database == db})
+        return sorted({s.committed.measurement for s in self.segments(db) if s.committed.rows})
 
     def field_types(self, db: str, measurement: str) -> dict[str, FieldType]:
         return self._field_types(self.segments(db, measurement))

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from storage.segment_format import SegmentInfo
+from storage.segment_format import ORIGIN_COMPACTION, SegmentInfo
 from storage.segment_store import SegmentStore
 from sync.ledger import AckLedger
 from sync.segment_source import SealedSegment
@@ -25,14 +25,11 @@ def sealed_segment_of(info: SegmentInfo) -> SealedSegment:
                          measurement=info.measurement)
 
 
-ORIGIN_COMPACTION = "compaction"
-
-
 def segment_origin(info: SegmentInfo) -> str:
-    """Why the segment was sealed: "flush", "compaction", "delete" (a DELETE rewrite), or ""
-    when the footer does not say (segment_format has no `origin` footer key yet; see
-    docs/sync-protocol.md "Rewrites")."""
-    return str(getattr(info, "origin", "") or "")
+    """Why the segment was sealed: "flush", "compaction", "delete" (a DELETE rewrite or
+    tombstone), "drop" (a DROP tombstone), or "" for files written before the footer had
+    `origin` (see docs/sync-protocol.md "Rewrites")."""
+    return info.origin
 
 
 def is_synced_compaction(info: SegmentInfo, ledger: AckLedger) -> bool:

@@ -152,7 +152,7 @@ def test_two_store_nodes_stream_into_one_cloud(cloud: ServerProcess, tmp_path: P
     assert not first.path.exists()
 
 
-def test_compacted_synced_segments_are_resent_only_when_origin_unknown(cloud: ServerProcess, tmp_path: Path) -> None:
+def test_compaction_output_of_synced_segments_is_not_uploaded_again(cloud: ServerProcess, tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     t0 = 1_700_100_000 * 10**9
     store = SegmentStore(tmp_path / "store")
@@ -178,15 +178,15 @@ def test_compacted_synced_segments_are_resent_only_when_origin_unknown(cloud: Se
     assert first.segments_acked == 3
     merged = Compactor(store, CompactionPolicy(min_inputs=2)).compact_once()
     assert merged is not None and len(merged.replaces) == 3
-    # only a rewrite known to be a compaction (footer origin) counts as synced; a rewrite of
-    # unknown origin may be a DELETE rewrite (fewer rows) and is shipped again
-    known = segment_origin(merged) == "compaction"
-    assert (source.sealed_after(ledger.acked_through, 100) == []) == known
-    assert ledger_delete_guard(ledger)(merged) == known
+    # the footer says "compaction" and every input is acked: the output holds only data the
+    # cloud has, so it is neither offered to the sender nor kept from deletion
+    assert segment_origin(merged) == "compaction"
+    assert source.sealed_after(ledger.acked_through, 100) == []
+    assert ledger_delete_guard(ledger)(merged)
     store.seal(DB, "cpu", make_table(rng, 10, t0 + 20 * 10**9, ["h"]), tag_keys=["host"])
     second = asyncio.run(sync_until_idle())
-    assert second.segments_acked == (1 if known else 2)
-    rows = cloud_rows(cloud.url)  # the cloud hides the inputs of a committed compaction output
+    assert second.segments_acked == 1  # only the fresh segment, not the compaction output
+    rows = cloud_rows(cloud.url)  # the cloud serves the 3 inputs once and the fresh segment
     assert len(rows) == len(set(rows)) == 3 * 100 + 10
 
 

@@ -193,18 +193,22 @@ def test_drop_measurement_and_database_remove_segments(tmp_path: Path) -> None:
     eng.write("db", [make_batch([0], [1], [1.0]), make_batch([0], [1], [2.0], m="mem")])
     eng.flush_all()
     eng.drop_measurement("db", "cpu")
-    assert eng.measurements("db") == ["mem"] and eng.segment_store.segments("db", "cpu") == []
+    assert eng.measurements("db") == ["mem"]
+    # only the zero-row DROP tombstone that carries the drop to the cloud is left
+    assert [(i.rows, i.drop) for i in eng.segment_store.segments("db", "cpu")] == [(0, "measurement")]
     eng.write("db", [make_batch([1], [2], [5.0])])  # recreated after the drop
     eng.flush_all()
     eng.close()
     eng = open_engine(tmp_path)  # replaying the drop must not touch the newer segment
     assert eng.read("db", "cpu").column("v").to_pylist() == [5.0]
     eng.drop_database("db")
-    assert eng.segment_store.segments() == [] and eng.databases() == []
+    tombstone = [(i.rows, i.measurement, i.drop) for i in eng.segment_store.segments()]
+    assert tombstone == [(0, "", "database")] and eng.databases() == []
     eng.close()
     eng = StorageEngine(StorageConfig(data_dir=tmp_path, background=False))
     eng.open()
-    assert eng.databases() == [] and eng.segment_store.segments() == []
+    assert eng.databases() == []
+    assert [(i.rows, i.measurement, i.drop) for i in eng.segment_store.segments()] == tombstone
     eng.close()
 
 

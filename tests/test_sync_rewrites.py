@@ -126,7 +126,7 @@ def test_edge_delete_rewrite_is_shipped_and_hides_the_deleted_rows_in_the_cloud(
         removed = engine.delete(DB, "cpu", tag_filter={"host": {"h2"}})
         assert removed == 100
         rewrites = [i for i in store.segments() if i.replaces]
-        assert [r.replaces for r in rewrites] == [tuple(i.seq for i in flushed)]
+        assert [(r.replaces, r.origin) for r in rewrites] == [(tuple(i.seq for i in flushed), "delete")]
         # the rewrite holds fewer rows than its (acked) input: not synced until acked itself
         assert not already_synced(rewrites[0], ledger)
         assert not store.delete(rewrites[0], "test: retention before the rewrite is shipped")
@@ -199,3 +199,89 @@ def test_last_error_clears_after_a_successful_reconnect(tmp_path: Path) -> None:
     assert status["connected"] is True and status["last_error"] is None
     assert status["previous_error"] is not None and status["last_error_at"] is not None
     assert "Connect" in str(status["failed"]) or "refused" in str(status["failed"]).lower()
+
+
+def test_edge_delete_of_every_row_of_a_synced_segment_reaches_the_cloud(tmp_path: Path) -> None:
+    """The DELETE seals an empty tombstone that `replaces` the segment: once committed, the cloud
+    view and the Parquet export no longer hold those rows."""
+    engine = StorageEngine(StorageConfig(tmp_path / "edge", background=False, deletes_need_guard=True))
+    engine.open()
+    try:
+        engine.create_database(DB)
+        engine.write(DB, [cpu_batch(["h1", "h2"], 50)])
+        (doomed,) = engine.flush_all()
+        later = cpu_batch(["h3"], 20)
+        later.time = later.time + 3600 * 10**9
+        engine.write(DB, [later])
+        (kept,) = engine.flush_all()
+        ledger = AckLedger.open(tmp_path / "edge" / "sync")
+        engine.set_segment_delete_guard(ledger_delete_guard(ledger))
+        store = engine.segment_store
+        cloud_dir = tmp_path / "cloud"
+        sync_until_idle(cloud_dir, store, ledger)
+        assert len(cloud_hosts(cloud_dir)) == 120
+
+        assert engine.delete(DB, "cpu", end_ns=T0 + 3600 * 10**9) == 100
+        (tomb,) = [i for i in store.segments() if i.replaces]
+        assert (tomb.rows, tomb.origin, tomb.replaces) == (0, "delete", (doomed.seq,))
+        assert not already_synced(tomb, ledger)  # the cloud still holds the rows it hides
+        sender = sync_until_idle(cloud_dir, store, ledger)
+        assert sender.segments_acked == 1 and already_synced(tomb, ledger)
+        rows = cloud_hosts(cloud_dir)
+        assert {host for _node, host, _t in rows} == {"h3"} and len(rows) == 20 == kept.rows
+        assert CloudTableSource(cloud_dir).measurements(DB) == ["cpu"]
+
+        export(cloud_dir, tmp_path / "parquet")
+        assert parquet_hosts(tmp_path / "parquet") == rows
+
+        assert engine.delete(DB, "cpu") == 20  # the last rows too: the measurement is gone
+        sync_until_idle(cloud_dir, store, ledger)
+        assert CloudTableSource(cloud_dir).read(DB, "cpu").num_rows == 0
+        assert CloudTableSource(cloud_dir).measurements(DB) == []
+        assert export(cloud_dir, tmp_path / "parquet").counters["errors"] == 0
+    finally:
+        engine.close()
+
+
+def test_edge_drop_measurement_and_database_reach_the_cloud(tmp_path: Path) -> None:
+    """A DROP seals a tombstone hiding the scope's segments with seq below the drop, also those
+    already pruned at the edge; rows written after the drop stay visible."""
+    engine = StorageEngine(StorageConfig(tmp_path / "edge", background=False, deletes_need_guard=True))
+    engine.open()
+    try:
+        engine.create_database(DB)
+        engine.write(DB, [cpu_batch(["h1", "h2"], 30)])
+        (pruned,) = engine.flush_all()
+        engine.write(DB, [cpu_batch(["h4"], 10)])
+        engine.flush_all()
+        mem = cpu_batch(["h1"], 7)
+        mem.measurement = "mem"
+        engine.write(DB, [mem])
+        engine.flush_all()
+        ledger = AckLedger.open(tmp_path / "edge" / "sync")
+        engine.set_segment_delete_guard(ledger_delete_guard(ledger))
+        store = engine.segment_store
+        cloud_dir = tmp_path / "cloud"
+        sync_until_idle(cloud_dir, store, ledger)
+        assert store.delete(pruned, "test: synced, pruned at the edge")  # still in the cloud
+        cloud = CloudTableSource(cloud_dir)
+        assert len(cloud_hosts(cloud_dir)) == 70 and cloud.measurements(DB) == ["cpu", "mem"]
+
+        engine.drop_measurement(DB, "cpu")
+        after = cpu_batch(["h9"], 5)
+        after.time = after.time + 7200 * 10**9
+        engine.write(DB, [after])
+        engine.flush_all()
+        sync_until_idle(cloud_dir, store, ledger)
+        assert {host for _n, host, _t in cloud_hosts(cloud_dir)} == {"h9"}
+        assert len(cloud_hosts(cloud_dir)) == 5
+        assert cloud.read(DB, "mem").num_rows == 7
+        export(cloud_dir, tmp_path / "parquet")
+        assert Counter(h for _n, h, _t in parquet_hosts(tmp_path / "parquet")) == {"h9": 5, "h1": 7}  # h1: mem
+
+        engine.drop_database(DB)
+        sync_until_idle(cloud_dir, store, ledger)
+        assert cloud.databases() == [] and not cloud.has_database(DB)
+        assert cloud.read(DB, "cpu").num_rows == 0 and cloud.read(DB, "mem").num_rows == 0
+    finally:
+        engine.close()
