@@ -26,6 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datasets import CPU_FIELDS, TSBS_START_NS, cpu_lines, tsbs_cpu  # noqa: E402
 from bench.ingest import load  # noqa: E402
+from storage.segment_format import (  # noqa: E402
+    HEADER,
+    SEGMENT_FORMAT_VERSION,
+    read_footer,
+    read_segment,
+    write_segment,
+)
 from tests.influxdb_process import InfluxDBProcess  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
 
@@ -137,6 +144,45 @@ def timed_query(url: str, q: str) -> tuple[float, int, str]:
     return elapsed, rows, "; ".join(errors)
 
 
+def upgrade_segments(data_dir: Path) -> int:
+    """Rewrite cached segments of an older format version in the current one (same file name,
+    seq, precedence, replaces), so the bench measures today's read path; returns files rewritten."""
+    rewritten = 0
+    for path in sorted((data_dir / "segments").rglob("*.seg")):
+        with open(path, "rb") as fh:
+            _magic, version, _flags, _reserved = HEADER.unpack(fh.read(HEADER.size))
+        if version >= SEGMENT_FORMAT_VERSION:
+            continue
+        footer = read_footer(path)
+        table = read_segment(path, footer=footer)
+        write_segment(path, database=footer.database, measurement=footer.measurement, seq=footer.seq,
+                      table=table, tag_keys=footer.tag_keys, replaces=footer.replaces,
+                      precedence=footer.precedence)
+        rewritten += 1
+    return rewritten
+
+
+def wait_idle(pid: int, timeout_s: float = 60.0, interval_s: float = 0.5) -> float:
+    """Wait (up to a deadline) until process `pid` uses < 5% of a core over two intervals in a row:
+    start-up work (numba warm-up, WAL replay, first compaction) is over before anything is timed.
+    Returns the seconds waited."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    start = time.monotonic()
+    quiet = 0
+    before = cpu_s()
+    while quiet < 2 and time.monotonic() - start < timeout_s:
+        time.sleep(interval_s)
+        now = cpu_s()
+        quiet = quiet + 1 if now - before < 0.05 * interval_s else 0
+        before = now
+    return time.monotonic() - start
+
+
 def load_cached(out: Path, w: Workload, connections: int) -> tuple[InfluxDBProcess, ServerProcess]:
     """Start both servers on data dirs under `out`; load the dataset only when the marker does not match."""
     marker = out / "query-dataset.json"
@@ -147,6 +193,8 @@ def load_cached(out: Path, w: Workload, connections: int) -> tuple[InfluxDBProce
             if (out / name).exists():
                 raise SystemExit(f"{out / name} holds other data: remove it (or pass another --out)")
     out.mkdir(parents=True, exist_ok=True)
+    if cached and (upgraded := upgrade_segments(out / "query-edgets")):
+        print(f"# rewrote {upgraded} cached edgets segment(s) in format v{SEGMENT_FORMAT_VERSION}")
     influx = InfluxDBProcess(out / "query-influxdb").start()
     edgets = ServerProcess(out / "query-edgets", "--set", "http.default_database=", "--fsync", "never").start()
     if cached:
@@ -177,6 +225,9 @@ def main() -> None:
           f"python={platform.python_version()}  instances={args.instances} seed={args.seed}")
     influx, edgets = load_cached(Path(args.out), w, args.connections)
     try:
+        for label, server in (("edgets", edgets), ("influxdb", influx)):
+            if server.proc is not None:
+                print(f"# {label} idle after {wait_idle(server.proc.pid):.1f} s", flush=True)
         print(f"{'query type':<24}{'edgets ms':>11}{'influx ms':>11}{'ratio':>8}  rows(e/i)  notes")
         ratios: list[float] = []
         for name in types:

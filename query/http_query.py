@@ -13,6 +13,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -49,6 +50,16 @@ async def _params(request: web.Request) -> dict[str, str]:
 
 def _json_default(value: Any) -> Any:
     return str(value)
+
+
+def _dump_bytes(obj: Any, pretty: bool) -> bytes:
+    """_dump as UTF-8; compact bodies go through orjson (NaN/Inf -> null as well)."""
+    if not pretty:
+        try:
+            return orjson.dumps(obj, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError:  # e.g. integers beyond 64 bits: the json module copes
+            pass
+    return _dump(obj, pretty).encode()
 
 
 def _dump(obj: Any, pretty: bool) -> str:
@@ -138,9 +149,9 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
         return web.Response(text=results_to_csv(results), content_type="application/csv")
     if params.get("chunked", "").lower() == "true":
         size = int(params.get("chunk_size") or 10000)
-        body = "".join(_dump(doc, False) + "\n" for doc in chunk_results(results, max(1, size)))
-        return web.Response(text=body, content_type="application/json")
-    return web.Response(text=_dump({"results": results}, pretty), content_type="application/json")
+        body = b"".join(_dump_bytes(doc, False) + b"\n" for doc in chunk_results(results, max(1, size)))
+        return web.Response(body=body, content_type="application/json")
+    return web.Response(body=_dump_bytes({"results": results}, pretty), content_type="application/json")
 
 
 def encode_table(table: pa.Table, fmt: str) -> tuple[bytes, str]:

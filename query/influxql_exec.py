@@ -10,7 +10,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -213,6 +214,7 @@ class MeasurementData:
     reader: Callable[[int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table]
     # (n, start, end, columns, tag_filter) -> the newest n rows of each series (storage last_rows)
     tail_reader: Callable[[int, int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table] | None = None
+    filters_tags: bool = False  # reader applies tag_filter itself (subquery readers do not)
 
 
 @dataclass(slots=True)
@@ -305,9 +307,10 @@ class QueryExecutor:
 
     def __init__(
         self, source: TableSource, *, now_ns: Callable[[], int] = time.time_ns,
-        max_memory: str = "1GB", timeout_s: float = 30.0,
+        max_memory: str = "1GB", timeout_s: float = 30.0, fast_paths: bool = True,
     ) -> None:
         self.source = source
+        self.fast_paths = fast_paths  # numpy/pyarrow paths that skip DuckDB (False: SQL only)
         self.now_ns = now_ns
         self.timeout_s = timeout_s
         self._con = duckdb.connect(config={"memory_limit": _parse_size(max_memory), "threads": 1})
@@ -626,7 +629,7 @@ class QueryExecutor:
                                  tag_filter=tag_filter or None)
 
         return MeasurementData(name, self.source.field_types(db, name),
-                               sorted(self.source.tag_keys(db, name)), reader, tail_reader)
+                               sorted(self.source.tag_keys(db, name)), reader, tail_reader, True)
 
     def _subquery_data(self, inner: ast.SelectStatement, db: str | None, now: int,
                        outer: _OuterContext) -> MeasurementData:
@@ -708,18 +711,35 @@ class QueryExecutor:
         table = _normalise_table(table, data, read_cols, min_ns, max_ns)
         if table.num_rows == 0:
             return []
-        self._table_seq += 1
-        view = f"src_{self._table_seq}"
+        if (self.fast_paths and is_raw and not group_tags and not stmt.limit and not stmt.offset
+                and not desc and data.filters_tags):
+            fast = _raw_arrow(stmt, data, table, columns, rest)
+            if fast is not None:
+                return fast
+        ctx = _SqlContext(data.field_types, set(data.tag_keys))
+        where = ctx.condition(rest) if rest is not None else "TRUE"
+        if is_raw:
+            with self._registered(table) as view:
+                return self._raw(stmt, data, view, columns, group_tags, where, ctx)
+        pushed = self.fast_paths and data.filters_tags and all(
+            _tag_equalities(term, set(data.tag_keys)) is not None for term in _conjuncts(rest))
+        return self._aggregate(stmt, data, table, columns, group_tags, where, ctx, interval,
+                               offset, min_ns if trange.min_ns is not None else None, max_ns, pushed)
+
+    def _view_name(self) -> str:
+        with self._cursors_lock:
+            self._table_seq += 1
+            return f"src_{self._table_seq}"
+
+    @contextmanager
+    def _registered(self, table: pa.Table, view: str | None = None) -> Iterator[str]:
+        """`table` as a DuckDB view of this thread's cursor, under the query timeout watchdog."""
+        view = view or self._view_name()
         con = self._cursor()
         con.register(view, table)
         alarm = self._watchdog.arm(self.timeout_s, con.interrupt)
         try:
-            ctx = _SqlContext(data.field_types, set(data.tag_keys))
-            where = ctx.condition(rest) if rest is not None else "TRUE"
-            if is_raw:
-                return self._raw(stmt, data, view, columns, group_tags, where, ctx)
-            return self._aggregate(stmt, data, view, columns, group_tags, where, ctx, interval,
-                                   offset, min_ns if trange.min_ns is not None else None, max_ns)
+            yield view
         finally:
             self._watchdog.disarm(alarm)
             con.unregister(view)
@@ -794,10 +814,12 @@ class QueryExecutor:
         return out
 
     # ---- aggregates ---------------------------------------------------------------------------
-    def _aggregate(self, stmt: ast.SelectStatement, data: MeasurementData, view: str,
+    def _aggregate(self, stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table,
                    columns: list[OutputColumn], group_tags: list[str], where: str,
                    ctx: _SqlContext, interval: int, offset: int, lower: int | None,
-                   max_ns: int) -> list[Series]:
+                   max_ns: int, pushed: bool = False) -> list[Series]:
+        """`pushed`: `table` needs no WHERE filtering beyond read() (enables the numpy path for
+        plain count/sum/mean/min/max over GROUP BY time and tags; else DuckDB SQL)."""
         specs: dict[tuple[Any, ...], AggSpec] = {}
         calls = 0
         aux = [c.expr.name for c in columns if isinstance(c.expr, ast.VarRef)]
@@ -835,13 +857,22 @@ class QueryExecutor:
             select.append(f"{present_sql} AS __p{i}")
         ng = len(group_tags)
         group_by = ", ".join([f"__g{i}" for i in range(ng)] + ["__b"])
+        view = self._view_name()
         sql = f"SELECT {', '.join(select)} FROM {view} WHERE {where} GROUP BY {group_by}"
         groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
         first_time: int | None = None
         limited = False
-        for row in self._cursor().execute(sql).fetchall():
-            key = tuple("" if v is None else v for v in row[:ng])
-            groups.setdefault(key, {})[row[ng]] = list(row[ng + 1 :])
+        numpy_path = pushed and interval and not aux and all(
+            s.name in _NUMPY_AGGREGATES and not s.distinct and s.field in data.field_types
+            and data.field_types[s.field] in (FieldType.FLOAT, FieldType.INTEGER) for s in spec_list)
+        if numpy_path:
+            groups = _numpy_groups(table, group_tags, spec_list, interval, offset)
+        else:
+            with self._registered(table, view):
+                fetched = self._cursor().execute(sql).fetchall()
+            for row in fetched:
+                key = tuple("" if v is None else v for v in row[:ng])
+                groups.setdefault(key, {})[row[ng]] = list(row[ng + 1 :])
         if interval:
             present = [b for g in groups.values() for b in g]
             if not present:
@@ -868,11 +899,24 @@ class QueryExecutor:
             buckets = [0]
             first_time = lower if lower is not None else 0
         names = _column_names(columns)
+        plain_columns: list[int] | None = None
+        if numpy_path and stmt.fill in ("null", "none", "number") and all(
+                isinstance(c.expr, ast.Call) and c.expr.name in _NUMPY_AGGREGATES for c in columns):
+            index = {s.key: i for i, s in enumerate(spec_list)}
+            plain_columns = [index[_spec_key_of(c.expr)] for c in columns]  # type: ignore[arg-type]
+            plain_gaps: list[Any] | None = None
+            if stmt.fill == "number":
+                plain_gaps = [stmt.fill_value] * len(columns)
+            elif stmt.fill == "null":
+                plain_gaps = [0 if spec_list[i].name == "count" else None for i in plain_columns]
         out: list[Series] = []
         for key in sorted(groups):
             per_bucket = groups[key]
-            rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
-                                    point_time, first_time, data.field_types)
+            if plain_columns is not None:
+                rows = _plain_rows(plain_gaps, plain_columns, len(spec_list), per_bucket, buckets)
+            else:
+                rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
+                                        point_time, first_time, data.field_types)
             if stmt.sort_fields and not stmt.sort_fields[0].ascending:
                 rows.reverse()
             if not limited:
@@ -990,6 +1034,174 @@ class QueryExecutor:
                     for k, c in enumerate(columns)])
             return _apply_transform(columns[0].expr, rows, interval, ascending)  # type: ignore[arg-type]
         return rows
+
+
+# ---- raw rows without DuckDB ------------------------------------------------------------------
+_ARROW_COMPARE = {">": pc.greater, ">=": pc.greater_equal, "<": pc.less, "<=": pc.less_equal,
+                  "=": pc.equal, "!=": pc.not_equal}
+
+
+def _field_comparison(term: ast.Expr, data: MeasurementData) -> tuple[str, str, float | int] | None:
+    """(field, op, number) for `numeric_field op number` (either side); None for anything else."""
+    while isinstance(term, ast.ParenExpr):
+        term = term.expr
+    if not isinstance(term, ast.BinaryExpr) or term.op not in _ARROW_COMPARE:
+        return None
+    ref, lit, op = term.lhs, term.rhs, term.op
+    if isinstance(ref, ast.IntegerLiteral | ast.NumberLiteral):
+        ref, lit, op = lit, ref, _FLIP[op] if op in _FLIP else op
+    if not (isinstance(ref, ast.VarRef) and isinstance(lit, ast.IntegerLiteral | ast.NumberLiteral)):
+        return None
+    if ref.type not in (None, "field") or ref.name in data.tag_keys:
+        return None
+    if data.field_types.get(ref.name) not in (FieldType.FLOAT, FieldType.INTEGER):
+        return None
+    return ref.name, op, lit.value
+
+
+def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table,
+               columns: list[OutputColumn], rest: ast.Expr | None) -> list[Series] | None:
+    """Raw SELECT of plain fields/tags without GROUP BY tags, LIMIT or DESC, WHERE made of pushed
+    tag equalities and numeric field comparisons: filtered and ordered with pyarrow.compute
+    (same rows and order as the DuckDB path). None when the statement needs that path."""
+    tag_keys = set(data.tag_keys)
+    comparisons = []
+    for term in _conjuncts(rest):
+        if _tag_equalities(term, tag_keys) is not None:
+            continue
+        found = _field_comparison(term, data)
+        if found is None:
+            return None
+        comparisons.append(found)
+    for col in columns:
+        expr = col.expr
+        if not isinstance(expr, ast.VarRef) or expr.type not in (None, "field", "tag"):
+            return None
+        is_field, is_tag = expr.name in data.field_types, expr.name in tag_keys
+        if is_field == is_tag or (expr.type == "tag" and not is_tag) or (expr.type == "field" and not is_field):
+            return None
+    field_cols = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
+    if not field_cols:
+        return []
+    mask = table.column(field_cols[0]).is_valid()  # rows where some selected field has a value
+    for name in field_cols[1:]:
+        mask = pc.or_(mask, table.column(name).is_valid())
+    for name, op, value in comparisons:
+        mask = pc.and_(mask, _ARROW_COMPARE[op](table.column(name), pa.scalar(value)).fill_null(False))
+    table = table.filter(mask)
+    if table.num_rows == 0:
+        return []
+    keys = [("time", "ascending", "at_start")] + [
+        (t, "ascending", "at_start") for t in data.tag_keys if t in table.column_names]  # null tag == ''
+    if table.num_rows > 1:
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
+    names = _column_names(columns)
+    values = [_json_column(table.column(c.expr.name)) for c in columns]  # type: ignore[union-attr]
+    return [Series(data.name, ["time", *names], [], None, stmt.tz, times=table.column("time").to_numpy(),
+                   value_columns=values)]
+
+
+# ---- numpy aggregation (GROUP BY time, tags without DuckDB) ------------------------------------
+_NUMPY_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
+
+
+def _plain_rows(gaps: list[Any] | None, column_specs: list[int], nspec: int,
+                per_bucket: dict[int, list[Any]], buckets: list[int]) -> list[list[Any]]:
+    """Rows of plain aggregates (one spec per column, numpy-computed): what _group_rows yields
+    for them. `gaps`: each column's value in a bucket without values (None: fill(none))."""
+    rows: list[list[Any]] = []
+    present = False
+    for bucket in buckets:
+        raw = per_bucket.get(bucket)
+        if raw is None or not any(raw[nspec:]):
+            if gaps is not None:
+                rows.append([bucket, *gaps])
+            continue
+        present = True
+        if gaps is None:
+            rows.append([bucket, *[raw[i] if raw[nspec + i] else None for i in column_specs]])
+        else:
+            rows.append([bucket, *[raw[i] if raw[nspec + i] else gaps[k] for k, i in enumerate(column_specs)]])
+    return rows if present else []
+
+
+def _numpy_groups(table: pa.Table, group_tags: list[str], specs: list[AggSpec], interval: int,
+                  offset: int) -> dict[tuple[str, ...], dict[int, list[Any]]]:
+    """The aggregate SQL's result shape ({tag values: {bucket: [agg..., count...]}}) computed with
+    numpy: rows keyed by (group, bucket), sorted once, reduced per run with ufunc.reduceat."""
+    n = table.num_rows
+    if n == 0:
+        return {}
+    times = table.column("time").to_numpy()
+    buckets = (times - offset) // interval * interval + offset
+    group_id = np.zeros(n, dtype=np.int64)
+    tag_codes: list[np.ndarray] = []
+    dictionaries: list[list[str]] = []
+    for tag in group_tags:
+        if tag in table.column_names:
+            encoded = table.column(tag).combine_chunks().fill_null("").dictionary_encode()
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            values = encoded.dictionary.to_pylist()
+        else:
+            codes, values = np.zeros(n, dtype=np.int64), [""]
+        group_id = np.unique(group_id * len(values) + codes, return_inverse=True)[1].astype(np.int64)
+        tag_codes.append(codes)
+        dictionaries.append(values)
+    bucket_rank = (buckets - buckets.min()) // interval
+    key = group_id * (int(bucket_rank.max()) + 1) + bucket_rank
+    order = None
+    if n > 1 and bool(np.any(key[1:] < key[:-1])):
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    first = starts if order is None else order[starts]
+    run_tags = [[values[c] for c in codes[first].tolist()]
+                for codes, values in zip(tag_codes, dictionaries, strict=True)]
+    run_buckets = buckets[first].tolist()
+    aggregates: list[list[Any]] = []
+    counts: list[list[int]] = []
+    by_field: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    for spec in specs:
+        if spec.field not in by_field:
+            column = table.column(spec.field).combine_chunks()
+            is_int = pa.types.is_integer(column.type)
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            values = column.fill_null(0).to_numpy(zero_copy_only=False)
+            if order is not None:
+                valid, values = valid[order], values[order]
+            by_field[spec.field] = (values, valid, is_int)
+        values, valid, is_int = by_field[spec.field]
+        count = np.add.reduceat(valid.astype(np.int64), starts)
+        counts.append(count.tolist())
+        if spec.name == "count":
+            aggregates.append(count.tolist())
+            continue
+        if spec.name in ("sum", "mean"):
+            total = np.add.reduceat(values, starts)
+            if spec.name == "mean":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    result = total.astype(np.float64) / count
+            else:
+                result = total
+        else:
+            if is_int:
+                info = np.iinfo(values.dtype)
+                pad = info.min if spec.name == "max" else info.max
+            else:
+                pad = -np.inf if spec.name == "max" else np.inf
+            padded = np.where(valid, values, pad)
+            ufunc = np.maximum if spec.name == "max" else np.minimum
+            result = ufunc.reduceat(padded, starts)
+        out = result.tolist()
+        for i in np.flatnonzero(count == 0).tolist():
+            out[i] = None
+        aggregates.append(out)
+    groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
+    run_keys = list(zip(*run_tags, strict=True)) if run_tags else [()] * len(run_buckets)
+    for run, (group, bucket) in enumerate(zip(run_keys, run_buckets, strict=True)):
+        groups.setdefault(group, {})[bucket] = (
+            [agg[run] for agg in aggregates] + [cnt[run] for cnt in counts])
+    return groups
 
 
 # ---- SQL translation --------------------------------------------------------------------------
@@ -1742,14 +1954,31 @@ def _limit(items: list[Any], limit: int, offset: int) -> list[Any]:
     return items[:limit] if limit else items
 
 
-def _json_column(column: pa.ChunkedArray) -> list[Any]:
-    """An Arrow result column as JSON-ready Python values (NaN and infinities become null)."""
-    if pa.types.is_floating(column.type) and column.null_count < len(column):
-        finite = pc.is_finite(column)
-        if not pc.all(finite.fill_null(True)).as_py():
-            column = pc.if_else(finite, column, pa.scalar(None, column.type))
+def _json_column(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """An Arrow result column as JSON-ready Python values (NaN and infinities become null);
+    numbers and strings go through numpy (one C loop) rather than Arrow scalars."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     if pa.types.is_decimal(column.type):
         column = column.cast(pa.float64())
+    kind = column.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        values = column.fill_null(0).to_numpy(zero_copy_only=False)
+        bad = ~column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+        if pa.types.is_floating(kind):
+            finite = np.isfinite(values)
+            if not finite.all():
+                bad = ~finite if bad is None else bad | ~finite
+        out = values.tolist()
+        if bad is not None:
+            for i in np.flatnonzero(bad).tolist():
+                out[i] = None
+        return out
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        encoded = column.dictionary_encode()
+        words = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+        index = encoded.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
+        return words[index].tolist()
     return column.to_pylist()
 
 

@@ -5,6 +5,7 @@ Internally times are int64 ns; this module turns them into RFC3339Nano strings o
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from dataclasses import dataclass, field
@@ -51,9 +52,16 @@ class Series:
         out["columns"] = list(self.columns)
         if self.times is not None and self.value_columns is not None:
             times = format_times(self.times, epoch, self.tz)
-            out["values"] = list(map(list, zip(times, *self.value_columns, strict=True)))
-        elif self.columns and self.columns[0] == "time":
-            out["values"] = [[format_time(row[0], epoch, self.tz), *row[1:]] for row in self.values]
+            collecting = gc.isenabled()
+            gc.disable()  # many small lists, no cycles: cyclic GC passes would dominate the cost
+            try:
+                out["values"] = list(map(list, zip(times, *self.value_columns, strict=True)))
+            finally:
+                if collecting:
+                    gc.enable()
+        elif self.columns and self.columns[0] == "time" and self.values:
+            times = format_times(np.array([row[0] for row in self.values], dtype=np.int64), epoch, self.tz)
+            out["values"] = [[t, *row[1:]] for t, row in zip(times, self.values, strict=True)]
         else:
             out["values"] = [list(row) for row in self.values]
         return out

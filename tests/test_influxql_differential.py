@@ -23,8 +23,10 @@ from tests.influxql_corpus import (
     DB,
     DDL_DB,
     DDL_LINES,
+    DDL_RP_SCOPED_SHOWS,
     DDL_SHOWS,
     DDL_STEPS,
+    DDL_WRITE_RP,
     TSBS_DB,
     CorpusEntry,
     Dataset,
@@ -211,22 +213,55 @@ def test_query_matches_influxdb(servers: Servers, entry: CorpusEntry) -> None:
     assert diff is None, report(entry, ours, f"influxdb ({theirs.status})", theirs.body, diff)
 
 
+def _default_policy(body: Any) -> str | None:
+    """The default retention policy's name in a SHOW RETENTION POLICIES answer."""
+    for result in body.get("results", []):
+        for series in result.get("series", []):
+            index = series["columns"].index("default")
+            for row in series["values"]:
+                if row[index]:
+                    return row[0]
+    return None
+
+
 def test_ddl_sequence_matches_influxdb(servers: Servers) -> None:
-    """CREATE/ALTER/DROP RETENTION POLICY, DELETE, DROP SERIES/MEASUREMENT/DATABASE: SHOW after each."""
+    """CREATE/ALTER/DROP RETENTION POLICY, DELETE, DROP SERIES/MEASUREMENT/DATABASE: SHOW after each.
+
+    One documented gap (docs/influxql.md, Known gaps): edgets does not scope data by retention
+    policy. While InfluxDB's default policy is not the one the data was written to, InfluxDB
+    answers the DDL_RP_SCOPED_SHOWS empty; there edgets must answer what InfluxDB answered under
+    the writing policy (only policy DDL ran in between, so the data is unchanged), and InfluxDB
+    must really answer empty (else the gap note is stale). Every other comparison is exact."""
     urls = {"edgets": servers.edgets.url, "influxdb": servers.influx.url}
     for url in urls.values():
         run_statement(url, f"CREATE DATABASE {DDL_DB}")
         http_write(url, DDL_DB, DDL_LINES.encode())
     failures: list[str] = []
+    under_write_rp: dict[str, Any] = {}  # show -> InfluxDB's answer while DDL_WRITE_RP was default
+    gap_checked = 0
     for step in DDL_STEPS:
         replies = {name: http_query(url, {"q": step, "db": DDL_DB}, "POST") for name, url in urls.items()}
         diff = values_equal(replies["edgets"].body, replies["influxdb"].body)
         if diff or replies["edgets"].status != replies["influxdb"].status:
             failures.append(f"{step}: edgets {replies['edgets'].text} / influxdb {replies['influxdb'].text}")
+        if "RETENTION POLICY" not in step:
+            under_write_rp.clear()  # data may have changed: remembered answers are void
+        default_rp = _default_policy(http_query(urls["influxdb"], {"q": f"SHOW RETENTION POLICIES ON {DDL_DB}"}).body)
         for show in DDL_SHOWS:
             answers = {name: http_query(url, {"q": show, "db": DDL_DB, "epoch": "ns"}) for name, url in urls.items()}
-            diff = values_equal(answers["edgets"].body, answers["influxdb"].body)
+            expected = answers["influxdb"].body
+            if show in DDL_RP_SCOPED_SHOWS and default_rp not in (None, DDL_WRITE_RP):
+                assert not any(r.get("series") for r in expected["results"]), (
+                    f"after {step!r}, InfluxDB answers {show!r} with data under policy {default_rp}: "
+                    f"the retention-policy gap note is stale: {answers['influxdb'].text}")
+                assert show in under_write_rp, f"{show!r}: no answer under {DDL_WRITE_RP} to compare with"
+                expected = under_write_rp[show]
+                gap_checked += 1
+            elif default_rp == DDL_WRITE_RP:
+                under_write_rp[show] = expected
+            diff = values_equal(answers["edgets"].body, expected)
             if diff:
                 failures.append(f"after {step!r}, {show!r} differs at {diff}:\n  edgets   {answers['edgets'].text}"
-                                f"\n  influxdb {answers['influxdb'].text}")
+                                f"\n  expected {json.dumps(expected)}")
     assert not failures, "\n".join(failures)
+    assert gap_checked == 2 * len(DDL_RP_SCOPED_SHOWS), f"the policy gap was checked {gap_checked} times"
