@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from ingest.kubeedge_payloads import (
 from ingest.lineproto import parse_lines
 from storage.batch import Batch
 from storage.engine import StorageEngine
+from storage.fsio import tree_bytes
 
 log = logging.getLogger("edgets.agent")
 
@@ -249,17 +249,6 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def data_dir_bytes(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
-
-
 def summary_line(state: AgentState, engine: StorageEngine, previous: tuple[float, int],
                  health_checks: Sequence[Callable[[], dict]] = ()) -> tuple[str, tuple[float, int]]:
     """One status line: points/s, stored bytes, WAL and backlog bytes, MQTT, push and sync lag."""
@@ -267,7 +256,7 @@ def summary_line(state: AgentState, engine: StorageEngine, previous: tuple[float
     now = time.monotonic()
     written = int(stats.get("points_written", 0))
     rate = (written - previous[1]) / max(1e-6, now - previous[0])
-    stored = data_dir_bytes(Path(state.config.storage.data_dir))
+    stored = tree_bytes(Path(state.config.storage.data_dir))
     parts = [f"[{now - state.started:6.0f}s] {rate:8.0f} points/s", f"{written} points",
              f"stored {_human(stored)}", f"WAL {_human(stats.get('wal_bytes', 0))}",
              f"backlog {_human(stats.get('queue_bytes', 0))}"]

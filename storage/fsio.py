@@ -108,3 +108,15 @@ def quarantine(path: Path, quarantine_dir: Path, reason: str, *, keep_original: 
     write_atomic(target.with_name(target.name + ".reason"), f"{stamp} {path}: {reason}\n".encode())
     fsync_dir(path.parent)
     return target
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of every file below root (files vanishing during the walk are skipped)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
