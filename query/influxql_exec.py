@@ -5,6 +5,7 @@ Owns InfluxDB 1.x query semantics (time ranges, buckets, fill, selectors, limits
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import re
@@ -215,6 +216,9 @@ class MeasurementData:
     # (n, start, end, columns, tag_filter) -> the newest n rows of each series (storage last_rows)
     tail_reader: Callable[[int, int | None, int | None, list[str], dict[str, set[str]] | None], pa.Table] | None = None
     filters_tags: bool = False  # reader applies tag_filter itself (subquery readers do not)
+    # (start, end, columns, tag_filter, [(field, op, number)]) -> rows where the conditions hold
+    filtered_reader: Callable[[int | None, int | None, list[str], dict[str, set[str]] | None,
+                               list[tuple[str, str, float | int]]], pa.Table] | None = None
 
 
 @dataclass(slots=True)
@@ -628,8 +632,17 @@ class QueryExecutor:
                 return last_rows(db, name, n=n, start_ns=start, end_ns=end, columns=columns,
                                  tag_filter=tag_filter or None)
 
+        filtered_reader = None
+        if "field_filter" in _parameters(self.source.read):
+            def filtered_reader(start: int | None, end: int | None, columns: list[str],
+                                tag_filter: dict[str, set[str]] | None,
+                                conditions: list[tuple[str, str, float | int]]) -> pa.Table:
+                return self.source.read(db, name, start_ns=start, end_ns=end, columns=columns,  # type: ignore[call-arg]
+                                        tag_filter=tag_filter or None, field_filter=conditions)
+
         return MeasurementData(name, self.source.field_types(db, name),
-                               sorted(self.source.tag_keys(db, name)), reader, tail_reader, True)
+                               sorted(self.source.tag_keys(db, name)), reader, tail_reader, True,
+                               filtered_reader)
 
     def _subquery_data(self, inner: ast.SelectStatement, db: str | None, now: int,
                        outer: _OuterContext) -> MeasurementData:
@@ -706,6 +719,9 @@ class QueryExecutor:
                 and all(isinstance(c.expr, ast.VarRef) for c in columns)):
             # lastpoint shape: each group's newest rows are among its series' newest rows
             table = data.tail_reader(stmt.offset + stmt.limit, min_ns, end, read_cols, tag_filter)
+        elif (conditions := self._pushable_conditions(stmt, data, is_raw, group_tags, desc, rest)):
+            # raw rows filtered by numeric field comparisons: evaluated per row group in storage
+            table = data.filtered_reader(min_ns, end, read_cols, tag_filter, conditions)  # type: ignore[misc]
         else:
             table = data.reader(min_ns, end, read_cols, tag_filter)
         table = _normalise_table(table, data, read_cols, min_ns, max_ns)
@@ -725,6 +741,25 @@ class QueryExecutor:
             _tag_equalities(term, set(data.tag_keys)) is not None for term in _conjuncts(rest))
         return self._aggregate(stmt, data, table, columns, group_tags, where, ctx, interval,
                                offset, min_ns if trange.min_ns is not None else None, max_ns, pushed)
+
+    def _pushable_conditions(self, stmt: ast.SelectStatement, data: MeasurementData, is_raw: bool,
+                             group_tags: list[str], desc: bool,
+                             rest: ast.Expr | None) -> list[tuple[str, str, float | int]]:
+        """The numeric field comparisons of a WHERE the raw arrow path will evaluate (AND of tag
+        equalities and such comparisons only), for the storage reader; [] when not applicable."""
+        if (data.filtered_reader is None or not self.fast_paths or not is_raw or group_tags
+                or stmt.limit or stmt.offset or desc or not data.filters_tags or rest is None):
+            return []
+        tag_keys = set(data.tag_keys)
+        conditions = []
+        for term in _conjuncts(rest):
+            if _tag_equalities(term, tag_keys) is not None:
+                continue
+            found = _field_comparison(term, data)
+            if found is None:
+                return []
+            conditions.append(found)
+        return conditions
 
     def _view_name(self) -> str:
         with self._cursors_lock:
@@ -1039,6 +1074,13 @@ class QueryExecutor:
 # ---- raw rows without DuckDB ------------------------------------------------------------------
 _ARROW_COMPARE = {">": pc.greater, ">=": pc.greater_equal, "<": pc.less, "<=": pc.less_equal,
                   "=": pc.equal, "!=": pc.not_equal}
+
+
+def _parameters(function: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _field_comparison(term: ast.Expr, data: MeasurementData) -> tuple[str, str, float | int] | None:

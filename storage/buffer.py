@@ -121,7 +121,9 @@ class SeriesIndex:
         keep = np.ones(n, dtype=bool)
         for key, values in tag_filter.items():
             col = self.tag_column(key, n)
-            hit = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string())).fill_null(False)
+            hit = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string()))
+            if "" in values:  # as the segment reader: `tag = ''` also matches series without it
+                hit = pc.or_(hit, col.is_null())
             keep &= hit.to_numpy(zero_copy_only=False)
         return keep
 

@@ -31,15 +31,18 @@ from storage.catalog import (
 from storage.compaction import CompactionPolicy, Compactor, merge_tables
 from storage.flusher import FlushPolicy, FlushThread, MaintenanceThread
 from storage.fsio import CorruptFileError, quarantine
+from storage.last_values import LastValueCache
 from storage.retention import RetentionEnforcer, RetentionReport
 from storage.segment_format import (
     DROP_SCOPE_DATABASE,
     DROP_SCOPE_MEASUREMENT,
     ORIGIN_DELETE,
     ORIGIN_DROP,
+    FieldCondition,
     SegmentCorrupt,
     SegmentInfo,
     SegmentRows,
+    condition_mask,
     output_schema,
     read_segment,
     series_order,
@@ -84,6 +87,8 @@ _TIME_COLUMN = "\x00time"
 _FS_RESERVE_FRACTION = 0.05  # stop accepting writes when less than 5 % of the filesystem is free
 _DISK_CHECK_INTERVAL_S = 1.0
 DAY_NS = 86_400 * 10**9
+MIN_TIME = np.iinfo(np.int64).min
+MAX_TIME = np.iinfo(np.int64).max
 # logged DDL ops the catalog does not interpret (the engine replays them itself)
 ENGINE_OPS = frozenset({"flush_begin", "delete"})
 
@@ -245,6 +250,7 @@ class StorageEngine:
         self._segments_lock = threading.Lock()  # compaction/retention vs DELETE/DROP rewrites
         self._pending_intents: dict[tuple[str, str], int] = {}  # replay: (db, m) -> segment seq floor
         self._series_cache: dict[int, list[TagSet]] = {}
+        self._last_values = LastValueCache()  # newest value per (db, measurement, series, field)
         self._flush_policy = FlushPolicy(config.flush_bytes, config.flush_age_s, config.memory_budget_bytes)
         self._compactor = Compactor(
             self._store,
@@ -403,6 +409,7 @@ class StorageEngine:
                 db, kept, outcome = rec.context
                 for b in kept:
                     largest_active = max(largest_active, self._buffer.append(db, b, rec.seq, rec.file_no))
+                    self._last_values.apply(db, b)
                     if self._durable.learn(db, b.measurement, b.field_types(), b.tag_keys()):
                         self._catalog_dirty = True
                 self.points_written += outcome.points_written
@@ -436,10 +443,13 @@ class StorageEngine:
     def _apply_ddl_to_buffer(self, op: dict[str, Any]) -> int:
         """Buffer effect of a logged DDL op (live and at replay, in WAL order); rows removed."""
         if op["op"] == "drop_db":
+            self._last_values.invalidate(op["db"])
             self._buffer.drop_database(op["db"])
         elif op["op"] == "drop_measurement":
+            self._last_values.invalidate(op["db"], op["measurement"])
             self._buffer.drop_measurement(op["db"], op["measurement"])
         elif op["op"] == "delete":
+            self._last_values.invalidate(op["db"], op["measurement"])
             tags = {k: set(v) for k, v in op["tags"].items()} or None
             return self._buffer.delete_rows(op["db"], op["measurement"], op["start"], op["end"], tags)
         return 0
@@ -931,7 +941,10 @@ class StorageEngine:
                 }
                 fut = self._log_ddl(op)
             removed = int(fut.result())
-            return removed + self._delete_from_segments(op)
+            try:
+                return removed + self._delete_from_segments(op)
+            finally:  # a cache rebuilt before the segments were rewritten saw the deleted rows
+                self._last_values.invalidate(db, measurement)
 
     def _delete_from_segments(self, op: dict[str, Any]) -> int:
         db, measurement, below = op["db"], op["measurement"], int(op["segments_below"])
@@ -997,12 +1010,34 @@ class StorageEngine:
         end_ns: int | None = None,
         columns: list[str] | None = None,
         tag_filter: dict[str, set[str]] | None = None,
+        field_filter: list[FieldCondition] | None = None,
     ) -> pa.Table:
         """Rows with start <= time < end matching tag_filter, sorted by (series key, time), from
         the segments (pruned by time, series dictionary and row-group stats; only needed chunks
         decoded) and the buffer; on a duplicate (series, time) the newest non-null value wins per
-        field (segments by precedence, the buffer newest of all)."""
-        return self._read(db, measurement, start_ns, end_ns, columns, tag_filter, None)
+        field (segments by precedence, the buffer newest of all).
+
+        `field_filter`: (field, op, number) conditions (op > >= < <= = !=) that must all hold on
+        the merged row (a null or missing field fails). When no two parts of the read can share a
+        (series, time), segments evaluate them per row group before decoding other columns."""
+        if not field_filter:
+            return self._read(db, measurement, start_ns, end_ns, columns, tag_filter, None)
+        wanted = columns
+        if columns is not None:
+            columns = [*columns, *(f for f, _op, _v in field_filter if f not in columns)]
+        table = self._read(db, measurement, start_ns, end_ns, columns, tag_filter, None, field_filter)
+        hit = np.ones(table.num_rows, dtype=np.bool_)
+        for name, op, value in field_filter:
+            if name in table.column_names:
+                hit &= condition_mask(table.column(name), op, value)
+            else:
+                condition_mask(None, op, value)
+                hit[:] = False
+        if not hit.all():
+            table = table.filter(pa.array(hit))
+        if wanted is not None and len(columns or ()) != len(wanted):
+            table = table.select([c for c in table.column_names if c == TIME_COLUMN or c in wanted])
+        return table
 
     def last_rows(
         self,
@@ -1020,7 +1055,66 @@ class StorageEngine:
         the row groups holding each series' tail (InfluxQL lastpoint: ORDER BY time DESC LIMIT n)."""
         if n < 1:
             raise ValueError(f"last_rows needs n >= 1, got {n}")
+        if n == 1:
+            cached = self._newest_from_cache(db, measurement, start_ns, end_ns, columns, tag_filter)
+            if cached is not None:
+                return cached
         return self._read(db, measurement, start_ns, end_ns, columns, tag_filter, n)
+
+    def _newest_from_cache(
+        self,
+        db: str,
+        measurement: str,
+        start_ns: int | None,
+        end_ns: int | None,
+        columns: list[str] | None,
+        tag_filter: dict[str, set[str]] | None,
+    ) -> pa.Table | None:
+        """last_rows(n=1) from the latest-value cache (built on first use); None when it cannot
+        answer (no field requested, or end_ns excludes some series' newest row)."""
+        types, all_tags, _infos = self._schema(db, measurement)
+        out_tags = [k for k in all_tags if columns is None or k in columns]
+        out_fields = [f for f in sorted(types) if columns is None or f in columns]
+        if not out_fields:
+            return None
+        arrow_types = [types[f].arrow_type for f in out_fields]
+        for _attempt in range(2):
+            epoch = self._store.removal_epoch(db, measurement)
+            built, table = self._last_values.newest_rows(
+                db, measurement, epoch, out_fields, arrow_types, out_tags, tag_filter, start_ns, end_ns)
+            if built:
+                return table
+            self._build_last_values(db, measurement, epoch, types, all_tags)
+        return None
+
+    def _build_last_values(self, db: str, measurement: str, epoch: int, types: dict[str, FieldType],
+                           all_tags: list[str]) -> None:
+        """Fill the measurement's cache entry from a read of every series' newest row (then one
+        read per field that row left null somewhere); writes applied meanwhile are folded in."""
+        entry = self._last_values.build_begin(db, measurement, epoch)
+        try:
+            fields = sorted(types)
+            newest = self._read(db, measurement, None, None, [*all_tags, *fields], None, 1)
+            for name in entry.values.load(newest, all_tags, fields):
+                alone = self._read(db, measurement, None, None, [*all_tags, name], None, 1)
+                entry.values.load(alone, all_tags, [name])
+        except BaseException:
+            self._last_values.abandon(db, measurement, entry)
+            raise
+        self._last_values.build_end(db, measurement, entry)
+
+    def _schema(self, db: str, measurement: str) -> tuple[dict[str, FieldType], list[str], list[SegmentInfo]]:
+        """Field types and sorted tag keys of a measurement (catalog + segments), and its segments."""
+        with self._lock:
+            schema = self._db(db).measurements.get(measurement)
+            types = dict(schema.fields) if schema else {}
+            tag_keys = set(schema.tag_keys) if schema else set()
+        infos = self._store.segments(db, measurement)
+        for info in infos:  # a lost catalog (rebuilt from the WAL) may not know segment-only schema
+            for name, ftype in info.field_types.items():
+                types.setdefault(name, ftype)
+            tag_keys.update(info.tag_keys)
+        return types, sorted(tag_keys), infos
 
     def _read(
         self,
@@ -1031,25 +1125,20 @@ class StorageEngine:
         columns: list[str] | None,
         tag_filter: dict[str, set[str]] | None,
         tail: int | None,
+        field_filter: list[FieldCondition] | None = None,
     ) -> pa.Table:
-        with self._lock:
-            schema = self._db(db).measurements.get(measurement)
-            types = dict(schema.fields) if schema else {}
-            tag_keys = set(schema.tag_keys) if schema else set()
+        """`field_filter` is only pushed down to the segments (the caller filters the result)."""
         snap = self._buffer.snapshot(db, measurement)  # before the segments: a concurrent flush
-        infos = self._store.segments(db, measurement)  # then shows rows twice, never zero times
-        for info in infos:  # a lost catalog (rebuilt from the WAL) may not know segment-only schema
-            for name, ftype in info.field_types.items():
-                types.setdefault(name, ftype)
-            tag_keys.update(info.tag_keys)
-        all_tags = sorted(tag_keys)
+        types, all_tags, infos = self._schema(db, measurement)  # then shows rows twice, never 0 times
+        if field_filter and not _parts_disjoint(infos, snap, start_ns, end_ns):
+            field_filter = None  # a filtered-out row could hide an older duplicate that passes
         out_tags = [k for k in all_tags if columns is None or k in columns]
         out_fields = [f for f in sorted(types) if columns is None or f in columns]
         parts: list[_ReadPart] = []
         if infos:
             found = self._store.read_rows(
                 db, measurement, start_ns=start_ns, end_ns=end_ns, fields=out_fields,
-                tag_filter=tag_filter, tail=tail,
+                tag_filter=tag_filter, tail=tail, field_filter=field_filter or (),
             )
             parts.extend(_segment_part(rows) for _info, rows in found)
         if snap is not None:
@@ -1187,7 +1276,9 @@ def rows_matching(table: pa.Table, start_ns: int | None, end_ns: int | None, tag
                 hit[:] = False
             continue
         col = table.column(key).combine_chunks()
-        match = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string())).fill_null("" in values)
+        match = pc.is_in(col, value_set=pa.array(sorted(values), type=pa.string()))
+        if "" in values:
+            match = pc.or_(match, col.is_null())
         hit &= np.asarray(match.to_numpy(zero_copy_only=False), dtype=bool)
     return hit
 
@@ -1291,6 +1382,21 @@ def _merge_sorted_parts(parts: list[_ReadPart], names: list[str], types: list[pa
     out_start = np.cumsum(run_len) - run_len
     index = np.repeat(run_start - out_start, run_len) + np.arange(base, dtype=np.int64)
     return table.take(pa.array(index, type=pa.int64()))
+
+
+def _parts_disjoint(infos: list[SegmentInfo], snap: tuple[list[Any], Any, int] | None,
+                    start_ns: int | None, end_ns: int | None) -> bool:
+    """Can no two parts of a read (segments overlapping [start, end), the buffer) hold the
+    same time? From the segments' time ranges and the buffered times."""
+    lo = MIN_TIME if start_ns is None else start_ns
+    hi = MAX_TIME if end_ns is None else end_ns - 1
+    spans = [(max(lo, i.min_time_ns), min(hi, i.max_time_ns)) for i in infos if i.rows]
+    if snap is not None:
+        times = [c.time for c in snap[0] if c.rows]
+        if times:
+            spans.append((max(lo, min(int(t.min()) for t in times)), min(hi, max(int(t.max()) for t in times))))
+    spans = sorted((a, b) for a, b in spans if a <= b)
+    return all(b[0] > a[1] for a, b in zip(spans, spans[1:], strict=False))
 
 
 def _tail_of_runs(

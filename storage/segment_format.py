@@ -20,6 +20,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from storage.batch import TIME_COLUMN, FieldType, TagSet, series_key
 from storage.codecs import (
@@ -795,17 +796,24 @@ def read_segment(path: Path, *, columns: list[str] | None = None, start_ns: int 
 
 def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: int | None = None,
                       end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None,
-                      footer: SegmentFooter | None = None, tail: int | None = None) -> SegmentRows | None:
+                      footer: SegmentFooter | None = None, tail: int | None = None,
+                      field_filter: Sequence[FieldCondition] = ()) -> SegmentRows | None:
     """As read_segment, but the rows stay columnar with series ids (None: no row selected).
     `fields`: field columns to decode (None: all; names the segment lacks are ignored).
     `tail`: keep only the last `tail` rows of each series among those with at least one
-    requested field non-null (a row without any requested field counts when `fields` is [])."""
+    requested field non-null (a row without any requested field counts when `fields` is []).
+    `field_filter`: (field, op, number) conditions, all to hold (null: fails); the condition
+    fields are decoded first per row group and the other columns only at matching rows. Rows
+    sharing (series, time) with another row of the segment are kept whatever their values (the
+    caller filters after merging them). Not combinable with `tail`."""
+    if tail is not None and field_filter:
+        raise ValueError(f"{path}: read_segment_rows takes tail or field_filter, not both")
     path = Path(path)
     with open(path, "rb") as fh:
         if footer is None:
             footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
         names = sorted(footer.fields) if fields is None else [f for f in dict.fromkeys(fields) if f in footer.fields]
-        return _read_rows(fh, path, footer, names, start_ns, end_ns, tag_filter, tail)
+        return _read_rows(fh, path, footer, names, start_ns, end_ns, tag_filter, tail, field_filter)
 
 
 def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:
@@ -817,7 +825,8 @@ def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:
 
 
 def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str], start_ns: int | None,
-               end_ns: int | None, tag_filter: dict[str, set[str]] | None, tail: int | None) -> SegmentRows | None:
+               end_ns: int | None, tag_filter: dict[str, set[str]] | None, tail: int | None,
+               field_filter: Sequence[FieldCondition] = ()) -> SegmentRows | None:
     lo = footer.min_time_ns if start_ns is None else max(start_ns, footer.min_time_ns)
     hi = footer.max_time_ns + 1 if end_ns is None else min(end_ns, footer.max_time_ns + 1)
     if lo >= hi:
@@ -835,12 +844,20 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
               and ok_prefix[g.max_series + 1] > ok_prefix[g.min_series]]
     if need is not None:
         groups.reverse()  # newest rows of each series first
-    picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray]] = []
+    picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray, dict[str, pa.Array]]] = []
     for g in groups:
         if need is not None and not need[g.min_series:g.max_series + 1].any():
             continue
         tc = g.chunks[(TIME_COLUMN, ROLE_TIME)]
         times = _decode(path, tc, _read_chunk(fh, path, tc), None)
+        decoded: dict[str, pa.Array] = {}
+        if need is None:  # rows by series runs and binary search on time: no per-row masks
+            sel, sid_sel = _selected_rows(footer, g, series_ok, all_series, times, lo, hi)
+            if field_filter and sid_sel is not None:
+                sel, sid_sel = _filter_selected(fh, path, footer, g, field_filter, decoded, times, sel, sid_sel)
+            if sid_sel is not None:
+                picked.append((g, times[sel], sel, sid_sel, decoded))
+            continue
         sid = _group_series(footer, g)
         mask: np.ndarray | None = None
         if not all_series:
@@ -848,8 +865,7 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
         if lo > g.min_time_ns or hi <= g.max_time_ns:
             in_range = (times >= lo) & (times < hi)
             mask = in_range if mask is None else mask & in_range
-        if need is not None:
-            mask = _tail_mask(fh, path, g, fields, sid, need, mask)
+        mask = _tail_mask(fh, path, g, fields, sid, need, mask)
         if mask is None:
             sel: np.ndarray | slice = slice(None)
         else:
@@ -857,18 +873,111 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
             if len(idx) == 0:
                 continue
             sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
-        picked.append((g, times[sel], sel, sid[sel]))
+        picked.append((g, times[sel], sel, sid[sel], decoded))
     if need is not None:
         picked.reverse()
     if not picked:
         return None
     out_fields: dict[str, pa.Array] = {}
     for name in fields:
-        pieces = [_read_field(fh, path, footer, g, name, sel) for g, _t, sel, _s in picked]
+        pieces = [_pick(decoded[name], sel) if name in decoded else _read_field(fh, path, footer, g, name, sel)
+                  for g, _t, sel, _s, decoded in picked]
         out_fields[name] = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
     times = picked[0][1] if len(picked) == 1 else np.concatenate([p[1] for p in picked])
     sids = picked[0][3] if len(picked) == 1 else np.concatenate([p[3] for p in picked])
     return SegmentRows(footer, times, sids, out_fields)
+
+
+def _selected_rows(footer: SegmentFooter, g: RowGroup, series_ok: np.ndarray, all_series: bool,
+                   times: np.ndarray, lo: int, hi: int) -> tuple[slice | np.ndarray, np.ndarray | None]:
+    """Rows of group g (group-relative) of matching series with lo <= time < hi, from the series
+    runs and a binary search inside each run; a slice when contiguous. (sel, series id per row),
+    the latter None when no row is selected."""
+    s0, s1 = g.min_series, g.max_series + 1
+    bounds = np.clip(footer.series_rows[s0:s1 + 1].astype(np.int64), g.row_start, g.row_end) - g.row_start
+    starts, ends = bounds[:-1], bounds[1:]
+    ids = np.arange(s0, s1, dtype=np.int64)
+    if not all_series:
+        ok = series_ok[s0:s1]
+        starts, ends, ids = starts[ok], ends[ok], ids[ok]
+    if lo > g.min_time_ns or hi <= g.max_time_ns:
+        starts, ends = clip_runs(times, starts, ends, lo, hi)
+    lengths = ends - starts
+    if not bool(np.all(lengths > 0)):
+        nonempty = lengths > 0
+        starts, ends, ids, lengths = starts[nonempty], ends[nonempty], ids[nonempty], lengths[nonempty]
+    if len(starts) == 0:
+        return slice(0, 0), None
+    sid = np.repeat(ids, lengths)
+    if len(starts) == 1 or bool(np.all(ends[:-1] == starts[1:])):
+        return slice(int(starts[0]), int(ends[-1])), sid
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(len(sid), dtype=np.int64), sid
+
+
+@njit(cache=True, nogil=True)
+def clip_runs(times: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: int,
+              hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per run [starts[k], ends[k]) of ascending times: the sub-run with lo <= time < hi."""
+    out_start = np.empty_like(starts)
+    out_end = np.empty_like(ends)
+    for k in range(len(starts)):
+        a, b = starts[k], ends[k]
+        out_start[k] = a + np.searchsorted(times[a:b], lo)
+        out_end[k] = a + np.searchsorted(times[a:b], hi)
+    return out_start, out_end
+
+
+def _filter_selected(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup,
+                     conditions: Sequence[FieldCondition], decoded: dict[str, pa.Array], times: np.ndarray,
+                     sel: slice | np.ndarray, sid: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray | None]:
+    """The selected rows whose field conditions hold; rows sharing (series, time) are all kept
+    (the caller merges them before filtering again)."""
+    hit = _condition_mask(fh, path, footer, g, conditions, decoded)[sel]
+    t = times[sel]
+    pairs = np.flatnonzero((t[1:] == t[:-1]) & (sid[1:] == sid[:-1]))
+    hit[pairs] = True
+    hit[pairs + 1] = True
+    keep = np.flatnonzero(hit)
+    if len(keep) == 0:
+        return slice(0, 0), None
+    rows = keep + sel.start if isinstance(sel, slice) else sel[keep]
+    if rows[-1] - rows[0] + 1 == len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1), sid[keep]
+    return rows, sid[keep]
+
+
+FieldCondition = tuple[str, str, float | int]
+"""(field, op, number): op one of > >= < <= = !=; compared as pyarrow.compute does."""
+_COMPARE = {">": pc.greater, ">=": pc.greater_equal, "<": pc.less, "<=": pc.less_equal,
+            "=": pc.equal, "!=": pc.not_equal}
+
+
+def condition_mask(column: pa.Array | pa.ChunkedArray | None, op: str, value: float | int) -> np.ndarray:
+    """bool per row of `column op value` (null or missing column: False)."""
+    compare = _COMPARE.get(op)
+    if compare is None:
+        raise ValueError(f"unsupported field condition operator {op!r}")
+    if column is None:
+        return np.zeros(0, dtype=np.bool_)
+    hit = compare(column, pa.scalar(value)).fill_null(False)
+    return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _condition_mask(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup,
+                    conditions: Sequence[FieldCondition], decoded: dict[str, pa.Array]) -> np.ndarray:
+    """bool per row of group g: every condition holds; decoded condition columns go to `decoded`."""
+    hit = np.ones(g.rows, dtype=np.bool_)
+    for name, op, value in conditions:
+        if name not in footer.fields:
+            condition_mask(None, op, value)  # still rejects an unknown operator
+            hit[:] = False
+            continue
+        col = decoded.get(name)
+        if col is None:
+            col = decoded[name] = _read_field(fh, path, footer, g, name, slice(None))
+        hit &= condition_mask(col, op, value)
+    return hit
 
 
 def _tail_mask(fh: BinaryIO, path: Path, g: RowGroup, fields: list[str], sid: np.ndarray,

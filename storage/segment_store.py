@@ -25,6 +25,7 @@ from storage.segment_format import (
     ORIGIN_DELETE,
     ORIGIN_DROP,
     ORIGIN_FLUSH,
+    FieldCondition,
     SegmentCorrupt,
     SegmentFooter,
     SegmentInfo,
@@ -73,6 +74,7 @@ class SegmentStore:
         self._seal_lock = threading.Lock()
         self._index: dict[int, SegmentInfo] = {}
         self._replaced: set[int] = set()
+        self._removals: dict[tuple[str, str], int] = {}  # see removal_epoch
         self._next_seq = 1
         self._guard: Callable[[SegmentInfo], bool] = lambda info: True
         self._listeners: list[Callable[[SegmentInfo], None]] = []
@@ -301,12 +303,15 @@ class SegmentStore:
     def read_rows(self, database: str, measurement: str, *, start_ns: int | None = None,
                   end_ns: int | None = None, fields: list[str] | None = None,
                   tag_filter: dict[str, set[str]] | None = None,
-                  tail: int | None = None) -> list[tuple[SegmentInfo, SegmentRows]]:
+                  tail: int | None = None,
+                  field_filter: Sequence[FieldCondition] = ()) -> list[tuple[SegmentInfo, SegmentRows]]:
         """As read(), but columnar SegmentRows (series ids kept) per segment with matching rows;
-        `tail` keeps the last rows of each series (see read_segment_rows)."""
+        `tail` keeps the last rows of each series, `field_filter` rows whose field conditions
+        hold (see read_segment_rows)."""
         def one(info: SegmentInfo, footer: SegmentFooter) -> SegmentRows | None:
             return read_segment_rows(info.path, fields=fields, start_ns=start_ns, end_ns=end_ns,
-                                     tag_filter=tag_filter, footer=footer, tail=tail)
+                                     tag_filter=tag_filter, footer=footer, tail=tail,
+                                     field_filter=field_filter)
         return [(i, r) for i, r in self._each(database, measurement, start_ns, end_ns, one) if r is not None]
 
     def _each(self, database: str, measurement: str, start_ns: int | None, end_ns: int | None,
@@ -344,8 +349,20 @@ class SegmentStore:
                 return
             del self._index[info.seq]
             self._footers.pop(info.seq, None)
+            if info.seq not in self._replaced:
+                self._bump_removals(info)
         if info.path.exists():
             log.error("%s", self._quarantine(info.path, reason))
+
+    def removal_epoch(self, database: str, measurement: str) -> int:
+        """Counts visible segments of (database, measurement) removed so far (rows gone: retention,
+        drop, quarantine; not compaction inputs, whose rows live on in the merged segment)."""
+        with self._lock:
+            return self._removals.get((database, measurement), 0)
+
+    def _bump_removals(self, info: SegmentInfo) -> None:
+        key = (info.database, info.measurement)
+        self._removals[key] = self._removals.get(key, 0) + 1
 
     # ------------------------------------------------------------ deleting
 
@@ -363,7 +380,8 @@ class SegmentStore:
                      info.seq, reason)
             return False
         with self._lock:
-            self._index.pop(info.seq, None)
+            if self._index.pop(info.seq, None) is not None and info.seq not in self._replaced:
+                self._bump_removals(info)
             self._footers.pop(info.seq, None)
         self._unlink(info.path)
         with self._lock:

@@ -80,6 +80,8 @@ QUERIES = [
     f"SELECT * FROM cpu WHERE usage > 90.0 AND host = 'a' AND time >= {_t(0)} AND time < {_t(4000)}",
     f"SELECT usage, region, load FROM cpu WHERE 20 >= load AND usage < 30 AND time >= {_t(0)}",
     f"SELECT load FROM cpu WHERE load != 0 AND time >= {_t(0)} AND time < {_t(2500)}",
+    f"SELECT usage * 2, load FROM cpu WHERE usage > 50 AND load < 0 AND time >= {_t(0)}",
+    f"SELECT * FROM cpu WHERE usage > 50 AND usage <= 80.5 AND load >= -10 AND time >= {_t(1000)}",
     f"SELECT usage::field, host::tag FROM cpu WHERE time >= {_t(100)} AND time < {_t(300)}",
 ]
 
