@@ -30,7 +30,7 @@ from storage.catalog import (
 )
 from storage.compaction import CompactionPolicy, Compactor, merge_tables
 from storage.flusher import FlushPolicy, FlushThread, MaintenanceThread
-from storage.fsio import CorruptFileError, quarantine
+from storage.fsio import CorruptFileError, quarantine, tree_bytes
 from storage.last_values import LastValueCache
 from storage.retention import RetentionEnforcer, RetentionReport
 from storage.segment_format import (
@@ -596,7 +596,7 @@ class StorageEngine:
             self._wal_bytes_at_scan = self._writer.total_bytes()
             self._segment_bytes_at_scan = self._store.disk_bytes()
             if self.config.disk_budget_bytes is not None:
-                self._dir_bytes = _tree_bytes(self._data_dir)
+                self._dir_bytes = tree_bytes(self._data_dir)
             self._disk_checked = now
         # what WAL and segments added since the scan (either may also shrink: flush, retention)
         grown = (self._writer.total_bytes() - self._wal_bytes_at_scan
@@ -987,7 +987,7 @@ class StorageEngine:
         with self._segments_lock:
             budget = self.config.disk_budget_bytes
             if budget is not None:
-                other = max(0, _tree_bytes(self._data_dir) - self._store.disk_bytes())
+                other = max(0, tree_bytes(self._data_dir) - self._store.disk_bytes())
                 self._retention.disk_budget_bytes = max(0, budget - other - budget // 10)
             report = self._retention.enforce()
         for seq in report.dropped_expired + report.dropped_for_budget:
@@ -1299,17 +1299,6 @@ def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.T
                 col = pa.chunked_array([pa.nulls(n, atype)])
         arrays.append(col)
     return pa.Table.from_arrays(arrays, names=names)
-
-
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
 
 
 @dataclass
