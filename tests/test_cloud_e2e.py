@@ -27,7 +27,7 @@ from sync.ledger import AckLedger
 from sync.sender import SenderConfig, SyncSender
 from sync.store_source import StoreSegmentSource, ledger_delete_guard, segment_origin
 from tests.server_process import REPO, ServerProcess
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 
 DB = "plant"
 TOKENS = {"edge-a": "secret-a", "edge-b": "secret-b", "edge-k": "secret-k"}
@@ -85,15 +85,7 @@ def sender_for(url: str, node: str, token: str, ledger_dir: Path) -> SenderConfi
 
 async def poll(predicate: Any, timeout: float, what: str) -> Any:
     """Async wait on a condition with a deadline (the cloud is another process)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await asyncio.to_thread(predicate)
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await wait_until_async(predicate, timeout, what, interval=0.05, blocking=True)
 
 
 def test_two_store_nodes_stream_into_one_cloud(cloud: ServerProcess, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from sync.receiver import CloudConfig, add_sync_routes, committed_segments
 from sync.segment_source import DirectorySegmentSource
 from sync.sender import SenderConfig, SyncSender
 from tests.server_process import REPO
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 
 HOUR = 3600 * 10**9
 T0 = 1_700_000_000 * 10**9 - (1_700_000_000 * 10**9) % (86_400 * 10**9)  # a UTC midnight
@@ -59,11 +59,8 @@ async def _sync_all(cloud_dir: Path, node_dirs: dict[str, Path], tmp: Path) -> N
                                            ledger_dir=tmp / f"ledger-{node}", backoff_base_s=0.05),
                               DirectorySegmentSource(directory)) for node, directory in node_dirs.items()]
         tasks = [asyncio.ensure_future(s.run()) for s in senders]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while not all(s.status()["lag_segments"] == 0 for s in senders):
-            assert loop.time() < deadline, "sync did not finish"
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: all(s.status()["lag_segments"] == 0 for s in senders), 60,
+                               "sync to finish")
         for s in senders:
             s.stop()
         await asyncio.gather(*tasks)

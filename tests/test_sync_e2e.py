@@ -8,8 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -32,16 +30,9 @@ from sync.ledger import AckLedger
 from sync.receiver import CloudConfig, CloudReceiver, add_sync_routes, committed_segments
 from sync.segment_source import DirectorySegmentSource, SealedSegment, write_sealed_segment
 from sync.sender import SenderConfig, SyncSender
+from tests.waiting import wait_until_async as wait_until
 
 TOKENS = {"edge-a": "secret-a", "edge-b": "secret-b"}
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def start_cloud(cloud_dir: Path, port: int = 0, ssl_context: object = None,

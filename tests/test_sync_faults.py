@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -25,23 +24,10 @@ from sync.segment_source import DirectorySegmentSource, SealedSegment, write_sea
 from sync.sender import SenderConfig, SyncSender
 
 REPO = Path(__file__).resolve().parent.parent
+from tests.waiting import wait_until as wait_until_sync  # noqa: E402
+from tests.waiting import wait_until_async as wait_until  # noqa: E402
+
 TOKENS = {"edge-a": "secret-a"}
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def wait_until_sync(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def seal(directory: Path, seq: int, rng: random.Random) -> SealedSegment:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -27,16 +25,10 @@ from sync.sender import SenderConfig, SyncSender
 from sync.store_source import StoreSegmentSource, already_synced, ledger_delete_guard
 
 TOKENS = {"edge-r": "secret-r"}
+from tests.waiting import wait_until_async as wait_for  # noqa: E402
+
 DB = "plant"
 T0 = 1_700_000_000 * 10**9
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def start_cloud(cloud_dir: Path, port: int = 0) -> tuple[web.AppRunner, CloudReceiver, int]:
