@@ -102,6 +102,7 @@ class MqttIngest:
         self._last_error: str | None = None
         self._stopping = False
         self._accepting = True
+        self._window_cap = max(2 * config.receive_maximum, 64)  # un-acked messages held here
         self._writer: threading.Thread | None = None
         self._acker: threading.Thread | None = None
         self._client = self._make_client()
@@ -210,6 +211,12 @@ class MqttIngest:
         payload = msg.payload
         key = (msg.mid, topic, zlib.crc32(payload))
         with self._lock:
+            # Hard bound on the un-acked window, whatever the broker does with Receive Maximum
+            # (Mosquitto 2.0.11 was seen sending thousands): this network thread waits, paho
+            # stops reading the socket, and TCP back-pressure keeps the rest at the broker.
+            while (msg.qos > 0 and len(self._order) >= self._window_cap
+                   and self._accepting and not self._stopping):
+                self._lock.wait(0.5)
             if not self._accepting:
                 return  # not acked: the broker redelivers to our next session
             stats = self._stats[topic]

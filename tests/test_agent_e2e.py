@@ -344,6 +344,10 @@ def test_disk_budget_full_blocks_intake_until_the_cloud_takes_the_backlog(tmp_pa
                 pub.publish("lp/flood", message(i), key=i)
             wait_until(lambda: pub.acked_count() == total, 30, "the broker accepting the whole flood")
             assert 0 < check(status, "mqtt")["unacked"] <= 100
+            # whatever the broker makes of Receive Maximum, the agent holds at most
+            # max(2 x receive_maximum, 64) un-acked messages; the rest waits at the broker
+            mq = check(health(agent.url), "mqtt")
+            assert mq["unacked"] <= 64 and mq["queued"] <= 64, mq
             assert stored() < total
             # HTTP writers are refused too. Usage hovers at the budget (WAL files go after each
             # flush), so a small write may still fit: write until refused, keep what was accepted.
