@@ -102,7 +102,7 @@ def test_resets_stall_bandwidth_cap_and_half_open(tmp_path: Path) -> None:
         sessions, retries = sender.sessions, sender.retries
         proxy.stall()  # nothing moves; heartbeat must notice
         await wait_until(lambda: sender.retries > retries, 10, "stall detected by heartbeat")
-        assert heartbeat_closed(sender.last_error)
+        assert heartbeat_closed(sender.previous_error)  # last_error clears on a quick reconnect
         proxy.resume()
         await wait_until(lambda: sender.sessions > sessions, 10, "reconnect after stall")
         await wait_until(lambda: sender.connected, 10, "reconnected after stall")
@@ -113,7 +113,7 @@ def test_resets_stall_bandwidth_cap_and_half_open(tmp_path: Path) -> None:
         blackholed = proxy.blackhole_existing()  # half-open: no FIN, no RST, silence
         assert blackholed >= 1 and sender.ledger.acked_through < 27
         await wait_until(lambda: sender.retries > retries, 10, "edge heartbeat detects half-open")
-        assert heartbeat_closed(sender.last_error)
+        assert heartbeat_closed(sender.previous_error)
         await wait_until(lambda: receiver.counters["takeovers"] > takeovers, 10,
                          "cloud's stale session taken over by the reconnect")
         proxy.set_bandwidth(None)
