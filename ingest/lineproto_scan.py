@@ -121,6 +121,20 @@ def _lookup(buf, s, e, h, slots, ent_hash, ent_start, ent_end):
 
 
 @njit(cache=True, nogil=True)
+def _intern(buf, s, e, slots, ent_hash, ent_start, ent_end, n_ent):
+    """(id, entry count) of the span buf[s:e], appending it as entry n_ent when it is new."""
+    h = _span_hash(buf, s, e)
+    idx, pos = _lookup(buf, s, e, h, slots, ent_hash, ent_start, ent_end)
+    if idx >= 0:
+        return idx, n_ent
+    ent_hash[n_ent] = h
+    ent_start[n_ent] = s
+    ent_end[n_ent] = e
+    slots[pos] = n_ent
+    return n_ent, n_ent + 1
+
+
+@njit(cache=True, nogil=True)
 def rehash(ent_hash, n_ent, cap):
     """A slot table of size cap (power of two) for the first n_ent entries."""
     slots = np.full(cap, -1, np.int32)
@@ -412,15 +426,7 @@ def scan_body(buf, mult, default_time, ln_no, ln_start, ln_end, ln_status, ln_au
             ln_status[li] = status
             continue
         key_end = i
-        kh = _span_hash(buf, s, key_end)
-        kid, kpos = _lookup(buf, s, key_end, kh, k_slots, k_hash, k_start, k_end)
-        if kid < 0:
-            kid = nk
-            k_hash[kid] = kh
-            k_start[kid] = s
-            k_end[kid] = key_end
-            k_slots[kpos] = kid
-            nk += 1
+        kid, nk = _intern(buf, s, key_end, k_slots, k_hash, k_start, k_end, nk)
         ln_key[li] = kid
         key_len = key_end - s
         if key_len > MAX_KEY_LENGTH:
@@ -489,15 +495,7 @@ def scan_body(buf, mult, default_time, ln_no, ln_start, ln_end, ln_status, ln_au
                     break
                 fi = nf
                 nf += 1
-                fh = _span_hash(buf, fkey_start, i)
-                fid, fpos = _lookup(buf, fkey_start, i, fh, fk_slots, fk_hash, fk_start, fk_end)
-                if fid < 0:
-                    fid = nfk
-                    fk_hash[fid] = fh
-                    fk_start[fid] = fkey_start
-                    fk_end[fid] = i
-                    fk_slots[fpos] = fid
-                    nfk += 1
+                fid, nfk = _intern(buf, fkey_start, i, fk_slots, fk_hash, fk_start, fk_end, nfk)
                 f_key[fi] = fid
                 f_flags[fi] = 0
                 f_ulen[fi] = 0
