@@ -51,7 +51,31 @@ class FlushPolicy:
         return list(chosen)
 
 
-class FlushThread:
+class _BackgroundLoop:
+    """A daemon thread running `_run` until stop(); wake() cuts its current wait short."""
+
+    def __init__(self, name: str) -> None:
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class FlushThread(_BackgroundLoop):
     """Checks the policy every `check_s` seconds or when woken, and flushes what is due.
     A failing flush is logged and retried on a later pass (its rows stay in buffer and WAL)."""
 
@@ -68,23 +92,9 @@ class FlushThread:
         self._buffer_bytes = buffer_bytes
         self._flush = flush
         self._check_s = check_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="edgets-flusher", daemon=True)
+        super().__init__("edgets-flusher")
         self.passes = 0
         self.failures = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def _run(self) -> None:
         failed_at = 0.0
@@ -113,7 +123,7 @@ class FlushThread:
 _MIN_WOKEN_RETENTION_GAP_S = 0.2
 
 
-class MaintenanceThread:
+class MaintenanceThread(_BackgroundLoop):
     """Runs compaction merges (pausing `compaction_pause_s` after a merge, `compaction_idle_s`
     when there was nothing to merge) and a retention pass every `retention_check_s` seconds
     or when woken (e.g. a write hit the disk budget)."""
@@ -133,22 +143,7 @@ class MaintenanceThread:
         self._pause_s = compaction_pause_s
         self._idle_s = compaction_idle_s
         self._compaction_enabled = compaction_enabled
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="edgets-maintenance", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Run a retention pass now."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().__init__("edgets-maintenance")
 
     def _run(self) -> None:
         next_retention = time.monotonic()
