@@ -13,7 +13,6 @@ from query.influxql_lexer import (
     BADREGEX,
     BADSTRING,
     BOUNDPARAM,
-    COMMENT,
     DURATIONVAL,
     EOF,
     IDENT,
@@ -29,6 +28,7 @@ from query.influxql_lexer import (
 )
 
 MAX_INT32 = 2147483647
+_REGEX_LEAD_WS = re.compile(r"[ \t\n]*")  # parseRegex skips these (not \r) before `/`
 
 
 class InfluxQLParseError(Exception):
@@ -73,28 +73,35 @@ class Parser:
         self.lex = Lexer(text)
         self.pos = 0
         self.params = params or {}
+        self._significant = self.lex.significant_memo  # read directly on the hot path
 
     # ---- token plumbing ----------------------------------------------------------------
+    def _bound(self, tok: Token) -> Token:
+        """A BOUNDPARAM token replaced by its bound value's token, if the parameter is bound."""
+        name = tok.lit[1:]
+        if name and name in self.params:
+            kind, lit = _bind(self.params[name])
+            return Token(kind, lit, tok.start, tok.end)
+        return tok
+
     def scan(self) -> Token:
         tok = self.lex.scan(self.pos)
         self.pos = tok.end
         if tok.kind == BOUNDPARAM:
-            name = tok.lit[1:]
-            if name and name in self.params:
-                kind, lit = _bind(self.params[name])
-                tok = Token(kind, lit, tok.start, tok.end)
+            return self._bound(tok)
         return tok
 
     def scan_ws(self) -> Token:
-        while True:
-            tok = self.scan()
-            if tok.kind not in (WS, COMMENT):
-                return tok
+        tok = self._significant.get(self.pos) or self.lex.scan_significant(self.pos)
+        self.pos = tok.end
+        if tok.kind == BOUNDPARAM:
+            return self._bound(tok)
+        return tok
 
     def peek_ws(self) -> Token:
-        mark = self.pos
-        tok = self.scan_ws()
-        self.pos = mark
+        tok = self._significant.get(self.pos) or self.lex.scan_significant(self.pos)
+        if tok.kind == BOUNDPARAM:
+            return self._bound(tok)
         return tok
 
     def error(self, tok: Token, expected: list[str]) -> InfluxQLParseError:
@@ -114,10 +121,12 @@ class Parser:
         return tok
 
     def accept(self, kind: str) -> bool:
-        mark = self.pos
-        if self.scan_ws().kind == kind:
+        tok = self._significant.get(self.pos) or self.lex.scan_significant(self.pos)
+        if tok.kind == BOUNDPARAM:
+            tok = self._bound(tok)
+        if tok.kind == kind:
+            self.pos = tok.end
             return True
-        self.pos = mark
         return False
 
     def parse_ident(self) -> str:
@@ -634,11 +643,10 @@ class Parser:
     def parse_expr(self) -> ast.Expr:
         root = self.parse_unary()
         while True:
-            mark = self.pos
-            op = self.scan_ws()
+            op = self.peek_ws()
             if op.kind not in OPERATOR_PRECEDENCE:
-                self.pos = mark
                 return root
+            self.pos = op.end
             if op.kind in ("=~", "!~"):
                 rhs: ast.Expr | None = self.parse_regex()
                 if rhs is None:
@@ -648,19 +656,21 @@ class Parser:
             root = _insert_binary(root, op.kind, rhs)
 
     def parse_unary(self) -> ast.Expr:
-        mark = self.pos
-        if self.scan_ws().kind == "(":
+        tok = self.scan_ws()
+        kind = tok.kind
+        if kind == "(":
             expr = self.parse_expr()
             tok = self.scan_ws()
             if tok.kind != ")":
                 raise self.error(tok, [")"])
             return ast.ParenExpr(expr)
-        self.pos = mark
-        tok = self.scan_ws()
-        kind = tok.kind
         if kind == IDENT:
-            if self.scan().kind == "(":
+            nxt = self.scan().kind
+            if nxt == "(":
                 return self.parse_call(tok.lit)
+            if nxt != "." and nxt != "::":  # a plain one-segment, untyped reference
+                self.pos = tok.end
+                return ast.VarRef(tok.lit)
             self.pos = tok.start
             return self.parse_varref()
         if kind == "DISTINCT":
@@ -770,23 +780,21 @@ class Parser:
 
     def parse_regex(self) -> ast.RegexLiteral | None:
         text = self.lex.text
-        mark = self.pos
-        while self.pos < len(text) and text[self.pos] in " \t\n":
-            self.pos += 1
-        if self.pos < len(text) and text[self.pos] == "$":
+        pos = _REGEX_LEAD_WS.match(text, self.pos).end()
+        if pos < len(text) and text[pos] == "$":
+            mark = self.pos
+            self.pos = pos
             tok = self.scan()
             if tok.kind == REGEX:
                 return self._compile_regex(tok)
             self.pos = mark
             return None
-        if self.pos >= len(text):
+        if pos >= len(text):
             self.lex.peeked_eof()
-            self.pos = mark
             return None
-        if text[self.pos] != "/":
-            self.pos = mark
+        if text[pos] != "/":
             return None
-        tok = self.lex.scan_regex(self.pos)
+        tok = self.lex.scan_regex(pos)
         if tok.kind == BADREGEX:
             raise self.error_at(f"bad regex: {tok.lit}", tok.start)
         self.pos = tok.end
