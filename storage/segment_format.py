@@ -20,6 +20,7 @@ import msgpack
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
 from numba import njit
 
 from storage.batch import TIME_COLUMN, FieldType, TagSet, series_key
@@ -45,8 +46,10 @@ from storage.fsio import write_atomic
 
 SEGMENT_MAGIC = b"EDGTSSEG"
 TRAILER_MAGIC = b"EDGTSEND"
-SEGMENT_FORMAT_VERSION = 2  # written by default; version 1 files are still read
-ROW_GROUP_ROWS = 32_768  # target rows per row group (cut at series boundaries, see docs)
+SEGMENT_FORMAT_VERSION = 3  # written by default; versions 1 and 2 are still read
+FOOTER_ZSTD_SINCE = 3  # from this version on the MessagePack footer is stored zstd-compressed
+FOOTER_ZSTD_LEVEL = 9
+ROW_GROUP_ROWS = 16_384  # target rows per row group (cut at series boundaries, see docs)
 HEADER = struct.Struct("<8sHHI")  # magic, format version, flags (0), reserved (0)
 TRAILER = struct.Struct("<QII32s8s")  # footer length, footer crc32c, reserved, body blake2b-256, magic
 CHUNK_ALIGN = 8
@@ -180,6 +183,8 @@ class SegmentFooter:
     drop_below: int = 0
     _series_keys: list[str] | None = field(default=None, repr=False)
     _tag_columns: dict[str, pa.Array] = field(default_factory=dict, repr=False)
+    _value_ids: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+    _group_stats: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def series_count(self) -> int:
@@ -212,6 +217,23 @@ class SegmentFooter:
             col = dictionary.take(pa.array(self.series_tags[k].astype(np.int32)))
             self._tag_columns[key] = col
         return col
+
+    def group_stats(self) -> np.ndarray:
+        """int64 [4, groups]: min time, max time, min series, max series of every row group (cached)."""
+        if self._group_stats is None:
+            self._group_stats = np.array(
+                [[g.min_time_ns for g in self.row_groups], [g.max_time_ns for g in self.row_groups],
+                 [g.min_series for g in self.row_groups], [g.max_series for g in self.row_groups]],
+                dtype=np.int64).reshape(4, len(self.row_groups))
+        return self._group_stats
+
+    def value_ids(self, k: int) -> dict[str, int]:
+        """Tag value -> id (index into tag_values[k] + 1) of tag key number k (cached)."""
+        key = self.tag_keys[k]
+        ids = self._value_ids.get(key)
+        if ids is None:
+            ids = self._value_ids[key] = {v: i + 1 for i, v in enumerate(self.tag_values[k])}
+        return ids
 
     def field_values(self) -> int:
         return sum(c.count for c in self.chunks if c.role == ROLE_VALUES)
@@ -350,7 +372,8 @@ def build_schema(tag_keys: list[str], fields: dict[str, FieldType]) -> pa.Schema
 
 def plan_row_groups(series_rows: np.ndarray, target: int = ROW_GROUP_ROWS) -> list[tuple[int, int]]:
     """Row ranges of the row groups: whole series runs packed greedily up to `target` rows; a
-    run longer than `target` gets groups of its own, `target` rows each (the last shorter)."""
+    run longer than `target` is cut into the fewest groups of its own of at most `target` rows,
+    all of (nearly) equal length (20,000 rows at target 16,384: two of 10,000)."""
     bounds: list[tuple[int, int]] = []
     start = end = 0
     for s in range(len(series_rows) - 1):
@@ -358,7 +381,9 @@ def plan_row_groups(series_rows: np.ndarray, target: int = ROW_GROUP_ROWS) -> li
         if b - a > target:
             if end > start:
                 bounds.append((start, end))
-            bounds.extend((x, min(x + target, b)) for x in range(a, b, target))
+            parts = -(-(b - a) // target)
+            cuts = [a + (b - a) * k // parts for k in range(parts + 1)]
+            bounds.extend(zip(cuts[:-1], cuts[1:], strict=True))
             start = end = b
             continue
         if end + (b - a) - start > target and end > start:
@@ -377,10 +402,11 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
                    origin: str = ORIGIN_FLUSH, drop: str = "", drop_below: int = 0,
                    tombstone_range: tuple[int, int] | None = None) -> bytes:
     """The complete bytes of a segment file for `table` (reader shape); see write_segment.
-    `version` 1 (one row group, series_id chunk) is kept for compatibility tests.
+    `version` 1 (one row group, series_id chunk) and 2 (plain footer) are kept for
+    compatibility tests.
     An empty `table` is written only as a tombstone (version 2, `tombstone_range` given, and
     `replaces` or a `drop` scope with `drop_below` > 0 set): zero rows, series, fields, chunks."""
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise ValueError(f"cannot write segment format version {version}")
     if row_group_rows < 1:
         raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
@@ -480,8 +506,10 @@ def encode_segment(*, database: str, measurement: str, seq: int, table: pa.Table
 
 
 def _finish(out: bytearray, footer: dict[str, Any]) -> bytes:
-    """Append the footer and trailer to header + chunks."""
+    """Append the footer (zstd-compressed from FOOTER_ZSTD_SINCE on) and trailer to header + chunks."""
     footer_bytes = msgpack.packb(footer, use_bin_type=True)
+    if footer["version"] >= FOOTER_ZSTD_SINCE:
+        footer_bytes = zstandard.ZstdCompressor(level=FOOTER_ZSTD_LEVEL).compress(footer_bytes)
     out.extend(bytes(-len(out) % CHUNK_ALIGN))
     out.extend(footer_bytes)
     body_hash = hashlib.blake2b(out, digest_size=32).digest()
@@ -527,7 +555,9 @@ def write_segment(path: Path, *, database: str, measurement: str, seq: int, tabl
                           version=version, row_group_rows=row_group_rows, origin=origin, drop=drop,
                           drop_below=drop_below, tombstone_range=tombstone_range)
     write_atomic(path, data)
-    footer = _parse_footer(path, data[-TRAILER.size - _footer_len(path, data):-TRAILER.size])
+    footer_len = _footer_len(path, data)
+    footer = _parse_footer(path, data[-TRAILER.size - footer_len:-TRAILER.size], len(data) - TRAILER.size - footer_len,
+                           HEADER.unpack_from(data, 0)[1])
     return _info_of(path, footer, len(data), hashlib.blake2b(data, digest_size=32).hexdigest())
 
 
@@ -537,12 +567,14 @@ def _footer_len(path: Path, data: bytes) -> int:
     return TRAILER.unpack_from(data, len(data) - TRAILER.size)[0]
 
 
-def _parse_footer(path: Path, raw: bytes, offset: int = 0) -> SegmentFooter:
+def _parse_footer(path: Path, raw: bytes, offset: int, header_version: int) -> SegmentFooter:
     try:
+        if header_version >= FOOTER_ZSTD_SINCE:
+            raw = zstandard.ZstdDecompressor().decompress(raw)
         d = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         version = int(d["version"])
-        if version < 1 or version > SEGMENT_FORMAT_VERSION:
-            raise SegmentCorrupt(path, offset, f"unsupported segment format version {version}")
+        if version != header_version:
+            raise SegmentCorrupt(path, offset, f"footer says format version {version}, header {header_version}")
         keys = list(d["tag_keys"])
         series_rows = np.frombuffer(d["series_rows"], dtype="<u8").astype(np.uint64)
         series_tags = [np.frombuffer(b, dtype="<u4").astype(np.uint32) for b in d["series_tags"]]
@@ -613,7 +645,7 @@ def _read_footer(fh: BinaryIO, path: Path, size: int) -> tuple[SegmentFooter, by
     if got != footer_crc:
         raise SegmentCorrupt(path, footer_off, f"footer checksum mismatch: stored {footer_crc:#010x}, "
                                                f"computed {got:#010x}")
-    return _parse_footer(path, raw, footer_off), trailer
+    return _parse_footer(path, raw, footer_off, version), trailer
 
 
 def read_footer(path: Path) -> SegmentFooter:
@@ -717,9 +749,11 @@ def series_matching(footer: SegmentFooter, tag_filter: dict[str, set[str]] | Non
         allowed = [0] if "" in values else []
         if key in footer.tag_keys:
             k = footer.tag_keys.index(key)
-            index = {v: i + 1 for i, v in enumerate(footer.tag_values[k])}
-            allowed += [index[v] for v in values if v in index]
-            ok &= np.isin(footer.series_tags[k], np.array(allowed, dtype=np.uint32))
+            ids = footer.value_ids(k)
+            allowed += [ids[v] for v in values if v in ids]
+            lookup = np.zeros(len(footer.tag_values[k]) + 1, dtype=np.bool_)  # value id -> allowed?
+            lookup[allowed] = True
+            ok &= lookup[footer.series_tags[k]]
         elif not allowed:
             ok[:] = False
     return ok
@@ -808,7 +842,7 @@ def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: 
     caller filters after merging them). Not combinable with `tail`."""
     if tail is not None and field_filter:
         raise ValueError(f"{path}: read_segment_rows takes tail or field_filter, not both")
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     with open(path, "rb") as fh:
         if footer is None:
             footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
@@ -839,9 +873,9 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
     need: np.ndarray | None = None
     if tail is not None:
         need = np.where(series_ok, int(tail), 0).astype(np.int64)
-    groups = [g for g in footer.row_groups
-              if g.max_time_ns >= lo and g.min_time_ns < hi
-              and ok_prefix[g.max_series + 1] > ok_prefix[g.min_series]]
+    min_t, max_t, min_s, max_s = footer.group_stats()
+    hit = (max_t >= lo) & (min_t < hi) & (ok_prefix[max_s + 1] > ok_prefix[min_s])
+    groups = [footer.row_groups[i] for i in np.flatnonzero(hit).tolist()]
     if need is not None:
         groups.reverse()  # newest rows of each series first
     picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray, dict[str, pa.Array]]] = []
@@ -893,21 +927,12 @@ def _selected_rows(footer: SegmentFooter, g: RowGroup, series_ok: np.ndarray, al
     """Rows of group g (group-relative) of matching series with lo <= time < hi, from the series
     runs and a binary search inside each run; a slice when contiguous. (sel, series id per row),
     the latter None when no row is selected."""
-    s0, s1 = g.min_series, g.max_series + 1
-    bounds = np.clip(footer.series_rows[s0:s1 + 1].astype(np.int64), g.row_start, g.row_end) - g.row_start
-    starts, ends = bounds[:-1], bounds[1:]
-    ids = np.arange(s0, s1, dtype=np.int64)
-    if not all_series:
-        ok = series_ok[s0:s1]
-        starts, ends, ids = starts[ok], ends[ok], ids[ok]
-    if lo > g.min_time_ns or hi <= g.max_time_ns:
-        starts, ends = clip_runs(times, starts, ends, lo, hi)
-    lengths = ends - starts
-    if not bool(np.all(lengths > 0)):
-        nonempty = lengths > 0
-        starts, ends, ids, lengths = starts[nonempty], ends[nonempty], ids[nonempty], lengths[nonempty]
+    clip = lo > g.min_time_ns or hi <= g.max_time_ns
+    starts, ends, ids = selected_runs(footer.series_rows, g.min_series, g.max_series + 1, g.row_start,
+                                      g.row_end, series_ok, all_series, times, lo, hi, clip)
     if len(starts) == 0:
         return slice(0, 0), None
+    lengths = ends - starts
     sid = np.repeat(ids, lengths)
     if len(starts) == 1 or bool(np.all(ends[:-1] == starts[1:])):
         return slice(int(starts[0]), int(ends[-1])), sid
@@ -916,16 +941,28 @@ def _selected_rows(footer: SegmentFooter, g: RowGroup, series_ok: np.ndarray, al
 
 
 @njit(cache=True, nogil=True)
-def clip_runs(times: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: int,
-              hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per run [starts[k], ends[k]) of ascending times: the sub-run with lo <= time < hi."""
-    out_start = np.empty_like(starts)
-    out_end = np.empty_like(ends)
-    for k in range(len(starts)):
-        a, b = starts[k], ends[k]
-        out_start[k] = a + np.searchsorted(times[a:b], lo)
-        out_end[k] = a + np.searchsorted(times[a:b], hi)
-    return out_start, out_end
+def selected_runs(series_rows: np.ndarray, s0: int, s1: int, row_start: int, row_end: int,
+                  series_ok: np.ndarray, all_series: bool, times: np.ndarray, lo: int, hi: int,
+                  clip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-empty runs [start, end) (group-relative rows) of series s0 <= s < s1 in the row
+    group [row_start, row_end) that are selected (series_ok[s] or all_series), clipped to
+    lo <= time < hi by binary search when `clip`, and their series ids."""
+    starts = np.empty(s1 - s0, dtype=np.int64)
+    ends = np.empty(s1 - s0, dtype=np.int64)
+    ids = np.empty(s1 - s0, dtype=np.int64)
+    k = 0
+    for s in range(s0, s1):
+        if not all_series and not series_ok[s]:
+            continue
+        a = min(max(np.int64(series_rows[s]), row_start), row_end) - row_start
+        b = min(max(np.int64(series_rows[s + 1]), row_start), row_end) - row_start
+        if clip:
+            run = times[a:b]
+            a, b = a + np.searchsorted(run, lo), a + np.searchsorted(run, hi)
+        if b > a:
+            starts[k], ends[k], ids[k] = a, b, s
+            k += 1
+    return starts[:k], ends[:k], ids[:k]
 
 
 def _filter_selected(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup,

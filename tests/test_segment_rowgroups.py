@@ -14,6 +14,7 @@ from storage.segment_format import (
     ROLE_TIME,
     ROLE_VALUES,
     SegmentCorrupt,
+    SegmentInfo,
     plan_row_groups,
     read_footer,
     read_segment,
@@ -56,23 +57,35 @@ def brute_tail(table: pa.Table, fields: list[str], n: int) -> list[dict]:
 def test_plan_row_groups_cuts_at_series_boundaries() -> None:
     runs = np.array([0, 3, 5, 20, 21, 22], dtype=np.int64)  # series of 3, 2, 15, 1, 1 rows
     groups = plan_row_groups(runs, 6)
-    assert groups == [(0, 5), (5, 11), (11, 17), (17, 20), (20, 22)]
+    # the 15-row series is longer than the target: three equal groups of its own (5 rows each)
+    assert groups == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 22)]
     assert plan_row_groups(np.array([0, 4], dtype=np.int64), 6) == [(0, 4)]
+    assert plan_row_groups(np.array([0, 8640], dtype=np.int64), 8192) == [(0, 4320), (4320, 8640)]
+    assert plan_row_groups(np.array([0, 13], dtype=np.int64), 6) == [(0, 4), (4, 8), (8, 13)]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 120), seed=st.integers(0, 10**6), group=st.integers(1, 40),
        lo=st.integers(-10, 1010), width=st.integers(0, 1100), hosts=st.sets(st.sampled_from(HOSTS + [""])),
        cols=st.sampled_from([None, ["f"], ["i", "host"], []]))
-def test_v2_reads_equal_v1_reads(tmp_path: Path, n: int, seed: int, group: int, lo: int, width: int,
-                                 hosts: set[str], cols: list[str] | None) -> None:
+def test_row_group_reads_equal_v1_reads(tmp_path: Path, n: int, seed: int, group: int, lo: int, width: int,
+                                        hosts: set[str], cols: list[str] | None) -> None:
     table = sample_table(n, seed)
     v1 = write_segment(tmp_path / "v1.seg", database="db", measurement="m", seq=1, table=table,
                        tag_keys=["host", "dc"], version=1)
-    v2 = write_segment(tmp_path / "v2.seg", database="db", measurement="m", seq=2, table=table,
-                       tag_keys=["host", "dc"], row_group_rows=group)
+    assert read_footer(v1.path).version == 1
+    plain = write_segment(tmp_path / "plain.seg", database="db", measurement="m", seq=2, table=table,
+                          tag_keys=["host", "dc"], row_group_rows=group, version=2)
+    assert read_footer(plain.path).version == 2
+    v3 = write_segment(tmp_path / "v3.seg", database="db", measurement="m", seq=3, table=table,
+                       tag_keys=["host", "dc"], row_group_rows=group)  # default: compressed footer
+    for v2 in (plain, v3):
+        _check_row_group_reads(v1, v2, table, n, lo, width, hosts, cols)
+
+
+def _check_row_group_reads(v1: SegmentInfo, v2: SegmentInfo, table: pa.Table, n: int, lo: int, width: int,
+                           hosts: set[str], cols: list[str] | None) -> None:
     footer = read_footer(v2.path)
-    assert read_footer(v1.path).version == 1 and footer.version == 2
     assert footer.row_groups[0].row_start == 0 and footer.row_groups[-1].row_end == n
     times = read_segment(v2.path).column("time").cast(pa.int64()).to_numpy()
     for g in footer.row_groups:

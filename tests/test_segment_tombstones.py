@@ -75,7 +75,8 @@ def test_origin_round_trips_and_defaults_to_flush(tmp_path: Path) -> None:
 
 def test_file_without_origin_key_reads_as_unknown(tmp_path: Path) -> None:
     table = cpu_table(["a", "b"], 5)
-    data = encode_segment(database="d", measurement="m", seq=4, table=table, origin="compaction")
+    data = encode_segment(database="d", measurement="m", seq=4, table=table, origin="compaction",
+                          version=2)  # a plain-footer file, as the writers before `origin` made
     path = tmp_path / "old.seg"
     path.write_bytes(without_footer_key(data, "origin"))
     info = read_segment_info(path)  # checksums of the rewritten file hold

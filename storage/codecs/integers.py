@@ -391,8 +391,21 @@ def grid_period(values: np.ndarray) -> int:
 
 
 def encode_planes_zstd(words: np.ndarray, width: int) -> bytes:
-    """zstd (level DELTA_ZSTD_LEVEL) frame of the `width` low byte planes of uint64 words."""
-    return entropy_compressor().compress(to_byte_planes(words, width).tobytes())
+    """zstd (level DELTA_ZSTD_LEVEL) frame of the `width` low byte planes of uint64 words.
+
+    Each plane ends a zstd block, so every plane gets its own literal Huffman table: a block
+    mixing a random low plane with a 4-bit high plane would code both at ~8 bits per byte.
+    Still one ordinary frame (any zstd decoder reads it)."""
+    planes = to_byte_planes(words, width)
+    m = words.shape[0]
+    if width == 1 or m == 0:
+        return entropy_compressor().compress(planes.tobytes())
+    stream = entropy_compressor().compressobj(size=width * m)
+    out = []
+    for b in range(width):
+        out.append(stream.compress(planes[b * m:(b + 1) * m].tobytes()))
+        out.append(stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK if b < width - 1 else zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    return b"".join(out)
 
 
 def decode_planes_zstd(buf: bytes | memoryview, m: int, width: int, out: np.ndarray, out_off: int,
