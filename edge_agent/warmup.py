@@ -1,4 +1,4 @@
-"""Compiles (or loads from numba's cache) every hot kernel once: parser, codecs, segment files.
+"""Compiles (or loads from numba's cache) every hot kernel once: parser, codecs, segments, query.
 
 Run at install time (`python -m edge_agent.warmup`, from the Makefile) so the first write of a
 fresh install does not wait for compilation, and in the background when a node starts.
@@ -60,10 +60,20 @@ def warm_segments() -> None:
         read_segment(path)
 
 
+def warm_query() -> None:
+    from query.bucket_aggregates import bucket_aggregates
+
+    specs = [(function, "v") for function in ("sum", "max")]
+    for values in (pa.array([1.5, None, 2.0]), pa.array([1, None, 2], type=pa.int64())):
+        table = pa.table({"time": pa.array([2, 1, 0], type=pa.int64()), "v": values})
+        bucket_aggregates(table, [], specs, 1, 0)  # unsorted: the permuted kernels
+        bucket_aggregates(table.slice(2), [], specs, 1, 0)
+
+
 def warm_up() -> float:
     """Run every warm-up; returns seconds taken. Failures are logged, never raised."""
     start = time.perf_counter()
-    for step in (warm_parser, warm_codecs, warm_segments):
+    for step in (warm_parser, warm_codecs, warm_segments, warm_query):
         try:
             step()
         except Exception:  # warm-up must never stop a node from starting

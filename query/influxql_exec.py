@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from query import influxql_ast as ast
+from query.bucket_aggregates import BUCKET_AGGREGATES, bucket_aggregates, plain_rows
 from query.influxql_parser import parse_query
 from query.results import Series, go_duration, statement_result
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
@@ -323,6 +324,7 @@ class QueryExecutor:
         self._cursors_lock = threading.Lock()
         self._watchdog = Watchdog()
         self._table_seq = 0
+        self._read_filters_fields = "field_filter" in _parameters(source.read)  # pushdown supported?
 
     def close(self) -> None:
         self._watchdog.stop()
@@ -633,7 +635,7 @@ class QueryExecutor:
                                  tag_filter=tag_filter or None)
 
         filtered_reader = None
-        if "field_filter" in _parameters(self.source.read):
+        if self._read_filters_fields:
             def filtered_reader(start: int | None, end: int | None, columns: list[str],
                                 tag_filter: dict[str, set[str]] | None,
                                 conditions: list[tuple[str, str, float | int]]) -> pa.Table:
@@ -898,10 +900,10 @@ class QueryExecutor:
         first_time: int | None = None
         limited = False
         numpy_path = pushed and interval and not aux and all(
-            s.name in _NUMPY_AGGREGATES and not s.distinct and s.field in data.field_types
+            s.name in BUCKET_AGGREGATES and not s.distinct and s.field in data.field_types
             and data.field_types[s.field] in (FieldType.FLOAT, FieldType.INTEGER) for s in spec_list)
         if numpy_path:
-            groups = _numpy_groups(table, group_tags, spec_list, interval, offset)
+            groups = bucket_aggregates(table, group_tags, [(s.name, s.field) for s in spec_list], interval, offset)
         else:
             with self._registered(table, view):
                 fetched = self._cursor().execute(sql).fetchall()
@@ -936,7 +938,7 @@ class QueryExecutor:
         names = _column_names(columns)
         plain_columns: list[int] | None = None
         if numpy_path and stmt.fill in ("null", "none", "number") and all(
-                isinstance(c.expr, ast.Call) and c.expr.name in _NUMPY_AGGREGATES for c in columns):
+                isinstance(c.expr, ast.Call) and c.expr.name in BUCKET_AGGREGATES for c in columns):
             index = {s.key: i for i, s in enumerate(spec_list)}
             plain_columns = [index[_spec_key_of(c.expr)] for c in columns]  # type: ignore[arg-type]
             plain_gaps: list[Any] | None = None
@@ -948,7 +950,7 @@ class QueryExecutor:
         for key in sorted(groups):
             per_bucket = groups[key]
             if plain_columns is not None:
-                rows = _plain_rows(plain_gaps, plain_columns, len(spec_list), per_bucket, buckets)
+                rows = plain_rows(plain_gaps, plain_columns, len(spec_list), per_bucket, buckets)
             else:
                 rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
                                         point_time, first_time, data.field_types)
@@ -1141,109 +1143,6 @@ def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table
     values = [_json_column(table.column(c.expr.name)) for c in columns]  # type: ignore[union-attr]
     return [Series(data.name, ["time", *names], [], None, stmt.tz, times=table.column("time").to_numpy(),
                    value_columns=values)]
-
-
-# ---- numpy aggregation (GROUP BY time, tags without DuckDB) ------------------------------------
-_NUMPY_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
-
-
-def _plain_rows(gaps: list[Any] | None, column_specs: list[int], nspec: int,
-                per_bucket: dict[int, list[Any]], buckets: list[int]) -> list[list[Any]]:
-    """Rows of plain aggregates (one spec per column, numpy-computed): what _group_rows yields
-    for them. `gaps`: each column's value in a bucket without values (None: fill(none))."""
-    rows: list[list[Any]] = []
-    present = False
-    for bucket in buckets:
-        raw = per_bucket.get(bucket)
-        if raw is None or not any(raw[nspec:]):
-            if gaps is not None:
-                rows.append([bucket, *gaps])
-            continue
-        present = True
-        if gaps is None:
-            rows.append([bucket, *[raw[i] if raw[nspec + i] else None for i in column_specs]])
-        else:
-            rows.append([bucket, *[raw[i] if raw[nspec + i] else gaps[k] for k, i in enumerate(column_specs)]])
-    return rows if present else []
-
-
-def _numpy_groups(table: pa.Table, group_tags: list[str], specs: list[AggSpec], interval: int,
-                  offset: int) -> dict[tuple[str, ...], dict[int, list[Any]]]:
-    """The aggregate SQL's result shape ({tag values: {bucket: [agg..., count...]}}) computed with
-    numpy: rows keyed by (group, bucket), sorted once, reduced per run with ufunc.reduceat."""
-    n = table.num_rows
-    if n == 0:
-        return {}
-    times = table.column("time").to_numpy()
-    buckets = (times - offset) // interval * interval + offset
-    group_id = np.zeros(n, dtype=np.int64)
-    tag_codes: list[np.ndarray] = []
-    dictionaries: list[list[str]] = []
-    for tag in group_tags:
-        if tag in table.column_names:
-            encoded = table.column(tag).combine_chunks().fill_null("").dictionary_encode()
-            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            values = encoded.dictionary.to_pylist()
-        else:
-            codes, values = np.zeros(n, dtype=np.int64), [""]
-        group_id = np.unique(group_id * len(values) + codes, return_inverse=True)[1].astype(np.int64)
-        tag_codes.append(codes)
-        dictionaries.append(values)
-    bucket_rank = (buckets - buckets.min()) // interval
-    key = group_id * (int(bucket_rank.max()) + 1) + bucket_rank
-    order = None
-    if n > 1 and bool(np.any(key[1:] < key[:-1])):
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    first = starts if order is None else order[starts]
-    run_tags = [[values[c] for c in codes[first].tolist()]
-                for codes, values in zip(tag_codes, dictionaries, strict=True)]
-    run_buckets = buckets[first].tolist()
-    aggregates: list[list[Any]] = []
-    counts: list[list[int]] = []
-    by_field: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
-    for spec in specs:
-        if spec.field not in by_field:
-            column = table.column(spec.field).combine_chunks()
-            is_int = pa.types.is_integer(column.type)
-            valid = column.is_valid().to_numpy(zero_copy_only=False)
-            values = column.fill_null(0).to_numpy(zero_copy_only=False)
-            if order is not None:
-                valid, values = valid[order], values[order]
-            by_field[spec.field] = (values, valid, is_int)
-        values, valid, is_int = by_field[spec.field]
-        count = np.add.reduceat(valid.astype(np.int64), starts)
-        counts.append(count.tolist())
-        if spec.name == "count":
-            aggregates.append(count.tolist())
-            continue
-        if spec.name in ("sum", "mean"):
-            total = np.add.reduceat(values, starts)
-            if spec.name == "mean":
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    result = total.astype(np.float64) / count
-            else:
-                result = total
-        else:
-            if is_int:
-                info = np.iinfo(values.dtype)
-                pad = info.min if spec.name == "max" else info.max
-            else:
-                pad = -np.inf if spec.name == "max" else np.inf
-            padded = np.where(valid, values, pad)
-            ufunc = np.maximum if spec.name == "max" else np.minimum
-            result = ufunc.reduceat(padded, starts)
-        out = result.tolist()
-        for i in np.flatnonzero(count == 0).tolist():
-            out[i] = None
-        aggregates.append(out)
-    groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
-    run_keys = list(zip(*run_tags, strict=True)) if run_tags else [()] * len(run_buckets)
-    for run, (group, bucket) in enumerate(zip(run_keys, run_buckets, strict=True)):
-        groups.setdefault(group, {})[bucket] = (
-            [agg[run] for agg in aggregates] + [cnt[run] for cnt in counts])
-    return groups
 
 
 # ---- SQL translation --------------------------------------------------------------------------

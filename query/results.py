@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numba import njit
 
 EPOCH_UNITS_NS = {
     "ns": 1, "n": 1, "u": 1_000, "µ": 1_000, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
@@ -86,12 +87,52 @@ def format_times(ns: np.ndarray, epoch: str | None, tz: str | None = None) -> li
         return [rfc3339nano(t, tz) for t in ns.tolist()]
     secs = ns // 1_000_000_000
     frac = ns - secs * 1_000_000_000
-    base = np.datetime_as_string(secs.astype("datetime64[s]"), unit="s")
-    if not frac.any():
-        return np.char.add(base, "Z").tolist()
-    out = np.char.add(base, "Z").tolist()
+    out = rfc3339_seconds(secs).view("S20").ravel().astype("U20").tolist()
     for i in np.flatnonzero(frac).tolist():
-        out[i] = f"{base[i]}.{int(frac[i]):09d}".rstrip("0") + "Z"
+        out[i] = f"{out[i][:-1]}.{int(frac[i]):09d}".rstrip("0") + "Z"
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rfc3339_seconds(secs: np.ndarray) -> np.ndarray:
+    """uint8 [n, 20]: 'YYYY-MM-DDTHH:MM:SSZ' of each int64 second since the epoch (UTC, years
+    0-9999; proleptic Gregorian civil date from the day number)."""
+    out = np.empty((secs.shape[0], 20), dtype=np.uint8)
+    for i in range(secs.shape[0]):
+        s = secs[i]
+        days = s // 86400
+        sod = s - days * 86400
+        z = days + 719468  # days since 0000-03-01
+        era = (z if z >= 0 else z - 146096) // 146097
+        doe = z - era * 146097
+        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+        mp = (5 * doy + 2) // 153
+        day = doy - (153 * mp + 2) // 5 + 1
+        month = mp + 3 if mp < 10 else mp - 9
+        year = yoe + era * 400 + (1 if month <= 2 else 0)
+        hour, minute, second = sod // 3600, sod % 3600 // 60, sod % 60
+        row = out[i]
+        row[0] = 48 + year // 1000 % 10
+        row[1] = 48 + year // 100 % 10
+        row[2] = 48 + year // 10 % 10
+        row[3] = 48 + year % 10
+        row[4] = 45  # '-'
+        row[5] = 48 + month // 10
+        row[6] = 48 + month % 10
+        row[7] = 45
+        row[8] = 48 + day // 10
+        row[9] = 48 + day % 10
+        row[10] = 84  # 'T'
+        row[11] = 48 + hour // 10
+        row[12] = 48 + hour % 10
+        row[13] = 58  # ':'
+        row[14] = 48 + minute // 10
+        row[15] = 48 + minute % 10
+        row[16] = 58
+        row[17] = 48 + second // 10
+        row[18] = 48 + second % 10
+        row[19] = 90  # 'Z'
     return out
 
 

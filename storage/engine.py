@@ -1305,7 +1305,7 @@ def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.T
 class _ReadPart:
     """One sorted (series key, time) input of a read: a segment's rows or the buffer's table."""
 
-    table: pa.Table  # requested columns (segment parts: built from `rows`)
+    buffered: pa.Table | None  # the buffer's table (None: a segment part, see `rows`)
     rows: SegmentRows | None  # the segment rows (None: buffer part)
     run_keys: list[str]  # series key of each run of one series
     run_offsets: np.ndarray  # int64, runs + 1
@@ -1314,19 +1314,21 @@ class _ReadPart:
     def full_table(self, tag_keys: list[str]) -> pa.Table:
         """The part with every tag column (for the general merge)."""
         if self.rows is None:
-            return self.table
+            assert self.buffered is not None
+            return self.buffered
         schema = output_schema(self.rows.footer, [*tag_keys, *self.rows.fields])
         return self.rows.to_table(schema)
 
 
 def _segment_part(rows: SegmentRows) -> _ReadPart:
     keys, offsets = rows.runs()
-    return _ReadPart(rows.to_table(output_schema(rows.footer, list(rows.fields))), rows, keys, offsets, rows.unique())
+    return _ReadPart(None, rows, keys, offsets, rows.unique())
 
 
 def _part_table(part: _ReadPart, names: list[str], types: list[pa.DataType]) -> pa.Table:
     if part.rows is None:
-        return conform(part.table, names, types)
+        assert part.buffered is not None
+        return conform(part.buffered, names, types)
     schema = output_schema(part.rows.footer, names[1:])
     return conform(part.rows.to_table(schema), names, types)
 
@@ -1341,7 +1343,7 @@ def _merge_sorted_parts(parts: list[_ReadPart], names: list[str], types: list[pa
         return _part_table(parts[0], names, types)
     spans = []
     for i, p in enumerate(parts):
-        t = p.rows.time if p.rows is not None else time_array(p.table)
+        t = p.rows.time if p.rows is not None else time_array(p.buffered)
         spans.append((int(t.min()), int(t.max()), i))
     spans.sort()
     for (_lo_a, hi_a, _), (lo_b, _hi_b, _) in zip(spans, spans[1:], strict=False):

@@ -1,0 +1,195 @@
+"""Plain count/sum/mean/min/max per (tag group, time bucket) without DuckDB: numba kernels.
+
+Used by the InfluxQL executor when storage already applied every WHERE term (the fast path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+BUCKET_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
+
+GroupedAggregates = dict[tuple[str, ...], dict[int, list[Any]]]
+"""{tag values: {bucket start: [aggregate per spec..., count of values per spec...]}}"""
+
+
+@njit(cache=True, nogil=True)
+def run_boundaries(key: np.ndarray) -> np.ndarray:
+    """Start index of every run of equal values in `key` (sorted), plus len(key) at the end."""
+    n = key.shape[0]
+    starts = np.empty(n + 1, dtype=np.int64)
+    runs = 0
+    for i in range(n):
+        if i == 0 or key[i] != key[i - 1]:
+            starts[runs] = i
+            runs += 1
+    starts[runs] = n
+    return starts[: runs + 1]
+
+
+@njit(cache=True, nogil=True)
+def is_sorted(key: np.ndarray) -> bool:
+    for i in range(1, key.shape[0]):
+        if key[i] < key[i - 1]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def run_sums(values: np.ndarray, valid: np.ndarray, order: np.ndarray,
+             bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run [bounds[r], bounds[r+1]) of rows order[...] (identity when order is empty): the
+    sum of the valid values (in the values' dtype) and how many there were."""
+    runs = bounds.shape[0] - 1
+    sums = np.zeros(runs, dtype=values.dtype)
+    counts = np.zeros(runs, dtype=np.int64)
+    permuted = order.shape[0] > 0
+    for r in range(runs):
+        total = sums[r]
+        seen = 0
+        for j in range(bounds[r], bounds[r + 1]):
+            i = order[j] if permuted else j
+            if valid[i]:
+                total += values[i]
+                seen += 1
+        sums[r] = total
+        counts[r] = seen
+    return sums, counts
+
+
+@njit(cache=True, nogil=True)
+def run_extremes(values: np.ndarray, valid: np.ndarray, order: np.ndarray, bounds: np.ndarray,
+                 want_max: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per run (as run_sums): the max (or min) of the valid values and how many there were; a
+    run without values gets 0 and count 0 (the caller turns it into null). NaN propagates as in
+    numpy's maximum/minimum."""
+    runs = bounds.shape[0] - 1
+    best = np.zeros(runs, dtype=values.dtype)
+    counts = np.zeros(runs, dtype=np.int64)
+    permuted = order.shape[0] > 0
+    for r in range(runs):
+        seen = 0
+        current = values[0]
+        for j in range(bounds[r], bounds[r + 1]):
+            i = order[j] if permuted else j
+            if not valid[i]:
+                continue
+            v = values[i]
+            if seen == 0 or v != v:
+                current = v
+            elif current == current and ((v > current) if want_max else (v < current)):
+                current = v
+            seen += 1
+        if seen:
+            best[r] = current
+        counts[r] = seen
+    return best, counts
+
+
+def _valid_values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values with nulls as 0, validity) of a numeric column as numpy arrays."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count == 0:
+        return column.to_numpy(zero_copy_only=False), np.ones(len(column), dtype=np.bool_)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    return column.fill_null(0).to_numpy(zero_copy_only=False), valid
+
+
+def _group_ids(table: pa.Table, group_tags: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+    """Dense group id per row for the tag combination, each tag's codes and dictionary."""
+    n = table.num_rows
+    group_id = np.zeros(n, dtype=np.int64)
+    tag_codes: list[np.ndarray] = []
+    dictionaries: list[list[str]] = []
+    for tag in group_tags:
+        if tag in table.column_names:
+            encoded = table.column(tag).combine_chunks().fill_null("").dictionary_encode()
+            codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            values = encoded.dictionary.to_pylist()
+        else:
+            codes, values = np.zeros(n, dtype=np.int64), [""]
+        group_id = np.unique(group_id * len(values) + codes, return_inverse=True)[1].astype(np.int64)
+        tag_codes.append(codes)
+        dictionaries.append(values)
+    return group_id, tag_codes, dictionaries
+
+
+def bucket_aggregates(table: pa.Table, group_tags: Sequence[str], specs: Sequence[tuple[str, str]],
+                      interval: int, offset: int) -> GroupedAggregates:
+    """The aggregates `specs` ((function, field) pairs, functions from BUCKET_AGGREGATES, fields
+    numeric columns of `table`) of every (group of `group_tags` values, bucket of `interval`
+    ns aligned to `offset`) holding rows. Mean is float; sum, min and max keep the field's type."""
+    n = table.num_rows
+    if n == 0:
+        return {}
+    times = table.column("time").to_numpy()
+    if times.dtype != np.int64:
+        times = times.astype("datetime64[ns]").view(np.int64)
+    buckets = (times - offset) // interval * interval + offset
+    group_id, tag_codes, dictionaries = _group_ids(table, group_tags)
+    bucket_rank = (buckets - buckets.min()) // interval
+    key = group_id * (int(bucket_rank.max()) + 1) + bucket_rank if group_tags else bucket_rank
+    order = np.empty(0, dtype=np.int64)
+    if not is_sorted(key):
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+    bounds = run_boundaries(key)
+    first = bounds[:-1] if order.shape[0] == 0 else order[bounds[:-1]]
+    run_tags = [[values[c] for c in codes[first].tolist()]
+                for codes, values in zip(tag_codes, dictionaries, strict=True)]
+    run_buckets = buckets[first].tolist()
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    aggregates: list[list[Any]] = []
+    counts: list[list[int]] = []
+    for function, field_name in specs:
+        if field_name not in columns:
+            columns[field_name] = _valid_values(table.column(field_name))
+        values, valid = columns[field_name]
+        if function in ("min", "max"):
+            result, count = run_extremes(values, valid, order, bounds, function == "max")
+        else:
+            result, count = run_sums(values, valid, order, bounds)
+            if function == "mean":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    result = result.astype(np.float64) / count
+            elif function == "count":
+                result = count
+        out = result.tolist()
+        if function != "count":
+            for i in np.flatnonzero(count == 0).tolist():
+                out[i] = None
+        aggregates.append(out)
+        counts.append(count.tolist())
+    groups: GroupedAggregates = {}
+    run_keys = list(zip(*run_tags, strict=True)) if run_tags else [()] * len(run_buckets)
+    for run, (group, bucket) in enumerate(zip(run_keys, run_buckets, strict=True)):
+        groups.setdefault(group, {})[bucket] = [agg[run] for agg in aggregates] + [cnt[run] for cnt in counts]
+    return groups
+
+
+def plain_rows(gaps: list[Any] | None, column_specs: list[int], nspec: int,
+               per_bucket: dict[int, list[Any]], buckets: list[int]) -> list[list[Any]]:
+    """Result rows [bucket, value per column] of one group when every column is one plain
+    aggregate (column_specs[k]: its spec's index in per_bucket's lists). `gaps`: each column's
+    value in a bucket without values (None: fill(none), the bucket is left out); [] when no
+    bucket holds a value."""
+    rows: list[list[Any]] = []
+    present = False
+    for bucket in buckets:
+        raw = per_bucket.get(bucket)
+        if raw is None or not any(raw[nspec:]):
+            if gaps is not None:
+                rows.append([bucket, *gaps])
+            continue
+        present = True
+        if gaps is None:
+            rows.append([bucket, *[raw[i] if raw[nspec + i] else None for i in column_specs]])
+        else:
+            rows.append([bucket, *[raw[i] if raw[nspec + i] else gaps[k] for k, i in enumerate(column_specs)]])
+    return rows if present else []

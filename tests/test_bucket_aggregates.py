@@ -1,0 +1,104 @@
+"""bucket_aggregates (numba run kernels) against a brute-force per-(group, bucket) computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from query.bucket_aggregates import (
+    bucket_aggregates,
+    plain_rows,
+    run_boundaries,
+    run_extremes,
+    run_sums,
+)
+
+FUNCTIONS = ["count", "sum", "mean", "min", "max"]
+
+
+def brute_force(times: list[int], hosts: list[str | None], values: list[float | int | None], function: str,
+                interval: int, offset: int) -> dict[tuple[str, ...], dict[int, object]]:
+    cells: dict[tuple[str, ...], dict[int, list[float | int]]] = {}
+    for t, h, v in zip(times, hosts, values, strict=True):
+        bucket = (t - offset) // interval * interval + offset
+        cell = cells.setdefault(("" if h is None else h,), {}).setdefault(bucket, [])
+        if v is not None:
+            cell.append(v)
+    out: dict[tuple[str, ...], dict[int, object]] = {}
+    for group, per_bucket in cells.items():
+        for bucket, vals in per_bucket.items():
+            if function == "count":
+                result: object = len(vals)
+            elif not vals:
+                result = None
+            elif function == "sum":
+                result = sum(vals)
+            elif function == "mean":
+                result = sum(vals) / len(vals)
+            else:
+                result = max(vals) if function == "max" else min(vals)
+            out.setdefault(group, {})[bucket] = result
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(1, 60), is_int=st.booleans(), grouped=st.booleans(),
+       interval=st.sampled_from([1, 7, 10, 60]), offset=st.integers(0, 9))
+def test_every_function_matches_brute_force(data: st.DataObject, n: int, is_int: bool, grouped: bool,
+                                            interval: int, offset: int) -> None:
+    times = data.draw(st.lists(st.integers(-500, 500), min_size=n, max_size=n))
+    hosts = data.draw(st.lists(st.sampled_from(["a", "b", "c", None]), min_size=n, max_size=n))
+    number = st.integers(-10**6, 10**6) if is_int else st.floats(-1e6, 1e6, allow_nan=False)
+    values = data.draw(st.lists(st.none() | number, min_size=n, max_size=n))
+    table = pa.table({"time": pa.array(times, type=pa.int64()), "host": pa.array(hosts, type=pa.string()),
+                      "v": pa.array(values, type=pa.int64() if is_int else pa.float64())})
+    specs = [(f, "v") for f in FUNCTIONS]
+    tags = ["host"] if grouped else []
+    got = bucket_aggregates(table, tags, specs, interval, offset)
+    for k, function in enumerate(FUNCTIONS):
+        expected = brute_force(times, hosts if grouped else ["" for _ in hosts], values, function,
+                               interval, offset)
+        if not grouped:
+            expected = {(): expected[("",)]}
+        assert set(got) == set(expected)
+        for group, per_bucket in expected.items():
+            assert set(got[group]) == set(per_bucket)
+            for bucket, want in per_bucket.items():
+                cell = got[group][bucket]
+                assert cell[len(FUNCTIONS) + k] == sum(v is not None for t, h, v in zip(
+                    times, hosts, values, strict=True)
+                    if (t - offset) // interval * interval + offset == bucket
+                    and (not grouped or ("" if h is None else h,) == group))
+                if want is None or function == "count" or is_int and function != "mean":
+                    assert cell[k] == want
+                else:
+                    assert abs(cell[k] - want) <= 1e-9 * max(1.0, abs(want))
+
+
+def test_integer_results_keep_their_type_and_mean_is_float() -> None:
+    table = pa.table({"time": pa.array([0, 1, 2], type=pa.int64()), "v": pa.array([1, 2, 4], type=pa.int64())})
+    (cell,) = bucket_aggregates(table, [], [("sum", "v"), ("max", "v"), ("mean", "v")], 10, 0)[()].values()
+    assert cell[:3] == [7, 4, 7 / 3]
+    assert isinstance(cell[0], int) and isinstance(cell[1], int) and isinstance(cell[2], float)
+
+
+def test_kernels_on_permuted_rows() -> None:
+    values = np.array([5.0, 1.0, 3.0, 2.0])
+    valid = np.array([True, True, False, True])
+    order = np.array([3, 0, 2, 1], dtype=np.int64)  # runs: rows {3, 0} and {2, 1}
+    bounds = run_boundaries(np.array([0, 0, 1, 1], dtype=np.int64))
+    assert bounds.tolist() == [0, 2, 4]
+    sums, counts = run_sums(values, valid, order, bounds)
+    assert sums.tolist() == [7.0, 1.0] and counts.tolist() == [2, 1]
+    lows, _ = run_extremes(values, valid, order, bounds, False)
+    highs, _ = run_extremes(values, valid, order, bounds, True)
+    assert lows.tolist() == [2.0, 1.0] and highs.tolist() == [5.0, 1.0]
+
+
+def test_plain_rows_fill_and_gaps() -> None:
+    per_bucket = {0: [1.5, 2], 20: [None, 0]}  # one spec: value, count
+    assert plain_rows(None, [0], 1, per_bucket, [0, 10, 20]) == [[0, 1.5]]
+    assert plain_rows([None], [0], 1, per_bucket, [0, 10, 20]) == [[0, 1.5], [10, None], [20, None]]
+    assert plain_rows([0], [0], 1, {20: [None, 0]}, [0, 10, 20]) == []
