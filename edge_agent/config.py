@@ -95,6 +95,10 @@ class HttpSection:
 class QuerySection:
     timeout: float = opt(30.0, "Longest a query may run before it is cancelled with an error.", "duration")
     max_memory: int = opt(1024**3, "Memory a single query may use in DuckDB.", "size")
+    inline_max_values: int = opt(
+        200_000, "A /query estimated (from segment footers) to decode at most this many values runs on "
+        "the event loop instead of a worker thread: ~0.5 ms faster, blocks other requests for ~1-3 ms "
+        "at most (0: never).")
 
 
 TWIN_TOPICS = ["$hw/events/device/+/+/twin/update", "$hw/events/device/+/twin/update"]

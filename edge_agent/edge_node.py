@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edge_agent.config import Config
-from edge_agent.http_app import build_app
+from edge_agent.http_app import HEALTH_KEY, build_app
 from edge_agent.warmup import warm_up
 from storage.engine import StorageConfig, StorageEngine
 
@@ -106,11 +106,13 @@ def open_engine(config: Config) -> StorageEngine:
 
 
 def add_query_routes(app: web.Application, engine: StorageEngine, config: Config) -> None:
-    from query.http_query import (
-        add_query_routes as add_routes,  # query layer is optional at import time
-    )
+    from query.http_query import QUERY_COUNTS_KEY  # query layer is optional at import time
+    from query.http_query import add_query_routes as add_routes
 
-    add_routes(app, engine, timeout_s=config.query.timeout, max_memory_bytes=config.query.max_memory)
+    add_routes(app, engine, timeout_s=config.query.timeout, max_memory_bytes=config.query.max_memory,
+               inline_max_values=config.query.inline_max_values)
+    counts = app[QUERY_COUNTS_KEY]
+    app[HEALTH_KEY].append(lambda: {"name": "query", "status": "pass", "stats": dict(counts)})
 
 
 async def run_edge_node(config: Config, components: list[Component] | None = None,

@@ -29,6 +29,10 @@ EXECUTOR_KEY: web.AppKey[QueryExecutor] = web.AppKey("influxql_executor", QueryE
 SQL_SOURCE_KEY: web.AppKey[Any] = web.AppKey("sql_source")
 LIMITS_KEY: web.AppKey[dict] = web.AppKey("query_limits", dict)
 V3_FORMATS = {"json", "jsonl", "csv", "parquet", "arrow", "pretty"}
+INLINE_MAX_VALUES = 200_000  # ~1-3 ms of decoding and aggregation: see docs/architecture.md
+INLINE_KEY: web.AppKey[int] = web.AppKey("query_inline_max_values", int)
+QUERY_COUNTS_KEY: web.AppKey[dict[str, int]] = web.AppKey("query_counts", dict)
+"""/query requests answered on the event loop ("inline") and on worker threads ("threaded")."""
 T = TypeVar("T")
 
 
@@ -209,9 +213,18 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
     executor = request.app[EXECUTOR_KEY]
     db = params.get("db") or None
     try:
-        results = await request.app[POOL_KEY].run(lambda: executor.execute(q, db, bind, epoch))
+        prepared = executor.prepare(q, db, bind)
     except InfluxQLParseError as exc:
         return web.json_response({"error": str(exc)}, status=400)
+    counts = request.app[QUERY_COUNTS_KEY]
+    budget = request.app[INLINE_KEY]
+    if prepared.cost is not None and budget > 0 and prepared.cost <= budget:
+        # small enough to answer on the event loop: a thread handoff would cost more (~0.5 ms)
+        counts["inline"] += 1
+        results = executor.execute_statements(prepared.statements, db, epoch)
+    else:
+        counts["threaded"] += 1
+        results = await request.app[POOL_KEY].run(lambda: executor.execute_statements(prepared.statements, db, epoch))
     pretty = params.get("pretty", "").lower() == "true"
     accept = request.headers.get("Accept", "")
     if "application/csv" in accept or "text/csv" in accept:
@@ -311,9 +324,14 @@ async def handle_query_influxql(request: web.Request) -> web.Response:
 
 
 def add_query_routes(app: web.Application, source: Any, *, timeout_s: float = 30.0,
-                     max_memory_bytes: int = 1024**3, threads: int = 2) -> None:
-    """Mount /query and the v3 query endpoints over `source` (a storage engine or cloud view)."""
+                     max_memory_bytes: int = 1024**3, threads: int = 2,
+                     inline_max_values: int = INLINE_MAX_VALUES) -> None:
+    """Mount /query and the v3 query endpoints over `source` (a storage engine or cloud view).
+    `inline_max_values`: a /query whose reads are estimated to decode at most this many values
+    runs on the event loop thread (0: every query runs on a worker thread)."""
     app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s)
+    app[INLINE_KEY] = inline_max_values
+    app[QUERY_COUNTS_KEY] = {"inline": 0, "threaded": 0}
     app[SQL_SOURCE_KEY] = source
     app[LIMITS_KEY] = {"timeout": timeout_s, "max_memory": max_memory_bytes}
     pool = QueryThreads(threads, "query")

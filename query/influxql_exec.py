@@ -307,6 +307,14 @@ class Watchdog:
                 self._cond.wait(timeout=min(upcoming) - now if upcoming else None)
 
 
+@dataclass(slots=True)
+class PreparedQuery:
+    """Parsed statements and their estimated cost (values decoded; None: unknown)."""
+
+    statements: list[ast.Statement]
+    cost: int | None
+
+
 class QueryExecutor:
     """Runs InfluxQL text against a TableSource; DuckDB cursors per thread (one shared database)."""
 
@@ -349,7 +357,54 @@ class QueryExecutor:
         epoch: str | None = None,
     ) -> list[dict[str, Any]]:
         """One InfluxDB result object per statement; parse errors raise InfluxQLParseError."""
+        return self.execute_statements(parse_query(text, params), db, epoch)
+
+    def prepare(self, text: str, db: str | None, params: dict[str, Any] | None = None) -> PreparedQuery:
+        """Parse (InfluxQLParseError as execute) and estimate the work: values the storage reads
+        will decode, from footers and buffer sizes only; None when unknown (subqueries, DDL,
+        SHOW of series, a source without estimates...)."""
         statements = parse_query(text, params)
+        cost: int | None = 0
+        now = self.now_ns()
+        for stmt in statements:
+            if isinstance(stmt, ast.ShowDatabasesStatement | ast.ShowRetentionPoliciesStatement):
+                continue
+            try:
+                one = self._select_cost(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
+            except (QueryError, StorageError):
+                one = None  # execution reports the error
+            if one is None:
+                cost = None
+                break
+            cost += one
+        return PreparedQuery(statements, cost)
+
+    def _select_cost(self, stmt: ast.SelectStatement, db: str | None, now: int) -> int | None:
+        estimate = getattr(self.source, "estimate_rows", None)
+        if estimate is None or stmt.into is not None:
+            return None
+        trange, rest = split_condition(stmt.condition, now)
+        end = trange.max_ns + 1 if trange.max_ns is not None and trange.max_ns < MAX_TIME_NS else None
+        wildcard = any(_has_wildcard(f.expr) for f in stmt.fields)
+        named = set().union(*(_var_names(f.expr) for f in stmt.fields), _var_names(rest))
+        total = 0
+        for src in stmt.sources:
+            if isinstance(src, ast.SubQuery):
+                return None
+            database = src.database or db
+            if not database or not self.source.has_database(database):
+                return None
+            for name in self._resolve_names(database, [src]):
+                types = self.source.field_types(database, name)
+                tag_filter = _tag_filter(rest, set(self.source.tag_keys(database, name)))
+                fields = len(types) if wildcard else len(named & types.keys())
+                rows = estimate(database, name, start_ns=trange.min_ns, end_ns=end, tag_filter=tag_filter or None)
+                total += rows * (1 + fields)
+        return total
+
+    def execute_statements(self, statements: list[ast.Statement], db: str | None,
+                           epoch: str | None = None) -> list[dict[str, Any]]:
+        """Run parsed statements (parse_query or prepare): one result object per statement."""
         now = self.now_ns()
         results: list[dict[str, Any]] = []
         failed = False
@@ -735,12 +790,14 @@ class QueryExecutor:
             if fast is not None:
                 return fast
         ctx = _SqlContext(data.field_types, set(data.tag_keys))
-        where = ctx.condition(rest) if rest is not None else "TRUE"
         if is_raw:
+            where = ctx.condition(rest) if rest is not None else "TRUE"
             with self._registered(table) as view:
                 return self._raw(stmt, data, view, columns, group_tags, where, ctx)
         pushed = self.fast_paths and data.filters_tags and all(
             _tag_equalities(term, set(data.tag_keys)) is not None for term in _conjuncts(rest))
+        # pushed: storage applied every WHERE term (tag equalities) already
+        where = "TRUE" if rest is None or pushed else ctx.condition(rest)
         return self._aggregate(stmt, data, table, columns, group_tags, where, ctx, interval,
                                offset, min_ns if trange.min_ns is not None else None, max_ns, pushed)
 
@@ -880,22 +937,7 @@ class QueryExecutor:
         if multi and len(call_columns) > 1 and not raw_transforms:
             raise QueryError(f"selector function {multi[0].name}() cannot be combined with other functions")
         point_time = not interval and calls == 1 and only is not None and only.name in SELECTORS
-        aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
-        bucket_sql = (
-            f'(("time" - {offset}) - ((("time" - {offset}) % {interval}) + {interval}) % {interval} + {offset})'
-            if interval else "0"
-        )
-        select = [f"{_tag_sql(t, data)} AS __g{i}" for i, t in enumerate(group_tags)] + [f"{bucket_sql} AS __b"]
         spec_list = list(specs.values())
-        for i, spec in enumerate(spec_list):
-            select.append(f"{_agg_sql(spec, data.field_types, point_time or bool(aux), aux_sql)} AS __a{i}")
-        for i, spec in enumerate(spec_list):  # did the bucket hold any value of this field?
-            present_sql = f"count({_q(spec.field)})" if spec.field in data.field_types else "0"
-            select.append(f"{present_sql} AS __p{i}")
-        ng = len(group_tags)
-        group_by = ", ".join([f"__g{i}" for i in range(ng)] + ["__b"])
-        view = self._view_name()
-        sql = f"SELECT {', '.join(select)} FROM {view} WHERE {where} GROUP BY {group_by}"
         groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
         first_time: int | None = None
         limited = False
@@ -905,6 +947,21 @@ class QueryExecutor:
         if numpy_path:
             groups = bucket_aggregates(table, group_tags, [(s.name, s.field) for s in spec_list], interval, offset)
         else:
+            aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
+            bucket_sql = (
+                f'(("time" - {offset}) - ((("time" - {offset}) % {interval}) + {interval}) % {interval} + {offset})'
+                if interval else "0"
+            )
+            select = [f"{_tag_sql(t, data)} AS __g{i}" for i, t in enumerate(group_tags)] + [f"{bucket_sql} AS __b"]
+            for i, spec in enumerate(spec_list):
+                select.append(f"{_agg_sql(spec, data.field_types, point_time or bool(aux), aux_sql)} AS __a{i}")
+            for i, spec in enumerate(spec_list):  # did the bucket hold any value of this field?
+                present_sql = f"count({_q(spec.field)})" if spec.field in data.field_types else "0"
+                select.append(f"{present_sql} AS __p{i}")
+            ng = len(group_tags)
+            group_by = ", ".join([f"__g{i}" for i in range(ng)] + ["__b"])
+            view = self._view_name()
+            sql = f"SELECT {', '.join(select)} FROM {view} WHERE {where} GROUP BY {group_by}"
             with self._registered(table, view):
                 fetched = self._cursor().execute(sql).fetchall()
             for row in fetched:
@@ -1738,6 +1795,18 @@ def _column_names(columns: list[OutputColumn]) -> list[str]:
         seen.setdefault(name, 1)
         names.append(name)
     return names
+
+
+def _has_wildcard(expr: ast.Expr | None) -> bool:
+    if isinstance(expr, ast.Wildcard | ast.RegexLiteral):
+        return True
+    if isinstance(expr, ast.Call):
+        return any(_has_wildcard(a) for a in expr.args)
+    if isinstance(expr, ast.BinaryExpr):
+        return _has_wildcard(expr.lhs) or _has_wildcard(expr.rhs)
+    if isinstance(expr, ast.ParenExpr):
+        return _has_wildcard(expr.expr)
+    return False
 
 
 def _var_names(expr: ast.Expr | None) -> set[str]:

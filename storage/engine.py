@@ -1039,6 +1039,15 @@ class StorageEngine:
             table = table.select([c for c in table.column_names if c == TIME_COLUMN or c in wanted])
         return table
 
+    def estimate_rows(self, db: str, measurement: str, *, start_ns: int | None = None,
+                      end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None) -> int:
+        """About how many rows read() with these bounds would decode: the segments' matching
+        row groups (footers only) plus every buffered row of the measurement. A cost estimate
+        for query scheduling, never used for results."""
+        snap = self._buffer.snapshot(db, measurement)
+        buffered = sum(c.rows for c in snap[0]) if snap is not None else 0
+        return buffered + self._store.estimate_rows(db, measurement, start_ns, end_ns, tag_filter)
+
     def last_rows(
         self,
         db: str,

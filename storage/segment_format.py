@@ -869,13 +869,10 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
     if not series_ok.any():
         return None
     all_series = bool(series_ok.all())
-    ok_prefix = np.concatenate(([0], np.cumsum(series_ok, dtype=np.int64)))
     need: np.ndarray | None = None
     if tail is not None:
         need = np.where(series_ok, int(tail), 0).astype(np.int64)
-    min_t, max_t, min_s, max_s = footer.group_stats()
-    hit = (max_t >= lo) & (min_t < hi) & (ok_prefix[max_s + 1] > ok_prefix[min_s])
-    groups = [footer.row_groups[i] for i in np.flatnonzero(hit).tolist()]
+    groups = [footer.row_groups[i] for i in _groups_touched(footer, series_ok, lo, hi).tolist()]
     if need is not None:
         groups.reverse()  # newest rows of each series first
     picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray, dict[str, pa.Array]]] = []
@@ -920,6 +917,24 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
     times = picked[0][1] if len(picked) == 1 else np.concatenate([p[1] for p in picked])
     sids = picked[0][3] if len(picked) == 1 else np.concatenate([p[3] for p in picked])
     return SegmentRows(footer, times, sids, out_fields)
+
+
+def _groups_touched(footer: SegmentFooter, series_ok: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Indexes of the row groups holding rows with lo <= time < hi of a series with series_ok."""
+    ok_prefix = np.concatenate(([0], np.cumsum(series_ok, dtype=np.int64)))
+    min_t, max_t, min_s, max_s = footer.group_stats()
+    return np.flatnonzero((max_t >= lo) & (min_t < hi) & (ok_prefix[max_s + 1] > ok_prefix[min_s]))
+
+
+def rows_to_decode(footer: SegmentFooter, start_ns: int, end_ns: int,
+                   tag_filter: dict[str, set[str]] | None) -> int:
+    """Rows of the row groups a read of [start_ns, end_ns) with tag_filter decodes (a cost
+    estimate from the footer alone)."""
+    if start_ns > footer.max_time_ns or end_ns <= footer.min_time_ns:
+        return 0
+    series_ok = series_matching(footer, tag_filter)
+    touched = _groups_touched(footer, series_ok, start_ns, end_ns)
+    return sum(footer.row_groups[i].rows for i in touched.tolist())
 
 
 def _selected_rows(footer: SegmentFooter, g: RowGroup, series_ok: np.ndarray, all_series: bool,

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
+from storage.batch import MAX_TIME_NS, MIN_TIME_NS
 from storage.fsio import (
     CorruptFileError,
     fsync_dir,
@@ -34,6 +35,7 @@ from storage.segment_format import (
     read_segment,
     read_segment_info,
     read_segment_rows,
+    rows_to_decode,
     time_array,
     write_segment,
 )
@@ -353,6 +355,24 @@ class SegmentStore:
                 self._bump_removals(info)
         if info.path.exists():
             log.error("%s", self._quarantine(info.path, reason))
+
+    def estimate_rows(self, database: str, measurement: str, start_ns: int | None, end_ns: int | None,
+                      tag_filter: dict[str, set[str]] | None) -> int:
+        """Rows of the row groups a read with these bounds would decode (from the cached
+        footers; nothing is decoded). A footer that cannot be read counts its segment's rows."""
+        lo = MIN_TIME_NS if start_ns is None else start_ns
+        hi = MAX_TIME_NS + 1 if end_ns is None else end_ns
+        total = 0
+        for info in self.segments(database, measurement):
+            if info.max_time_ns < lo or info.min_time_ns >= hi or info.rows == 0:
+                continue
+            try:
+                footer = self.footer(info)
+            except (FileNotFoundError, SegmentCorrupt):
+                total += info.rows
+                continue
+            total += rows_to_decode(footer, lo, hi, tag_filter)
+        return total
 
     def removal_epoch(self, database: str, measurement: str) -> int:
         """Counts visible segments of (database, measurement) removed so far (rows gone: retention,
