@@ -1159,7 +1159,7 @@ class StorageEngine:
             if table.num_rows:
                 if tail is not None:
                     table, keys, offsets = _tail_of_runs(table, keys, offsets, out_fields, tail)
-                parts.append(_ReadPart(table, None, keys, offsets, True))
+                parts.append(_ReadPart(table, None, (keys, offsets), True))
         if not parts:
             return empty_table(types, all_tags, columns)
         names = [TIME_COLUMN, *out_tags, *out_fields]
@@ -1316,9 +1316,16 @@ class _ReadPart:
 
     buffered: pa.Table | None  # the buffer's table (None: a segment part, see `rows`)
     rows: SegmentRows | None  # the segment rows (None: buffer part)
-    run_keys: list[str]  # series key of each run of one series
-    run_offsets: np.ndarray  # int64, runs + 1
+    buffered_runs: tuple[list[str], np.ndarray] | None  # buffer part: run keys and offsets
     unique: bool  # no duplicate (series, time) inside the part
+
+    def runs(self) -> tuple[list[str], np.ndarray]:
+        """Series key of each run of one series, and the run offsets (runs + 1); a segment
+        part computes them on demand (only a merge of several parts needs them)."""
+        if self.rows is not None:
+            return self.rows.runs()
+        assert self.buffered_runs is not None
+        return self.buffered_runs
 
     def full_table(self, tag_keys: list[str]) -> pa.Table:
         """The part with every tag column (for the general merge)."""
@@ -1330,8 +1337,7 @@ class _ReadPart:
 
 
 def _segment_part(rows: SegmentRows) -> _ReadPart:
-    keys, offsets = rows.runs()
-    return _ReadPart(None, rows, keys, offsets, rows.unique())
+    return _ReadPart(None, rows, None, rows.unique())
 
 
 def _part_table(part: _ReadPart, names: list[str], types: list[pa.DataType]) -> pa.Table:
@@ -1359,17 +1365,17 @@ def _merge_sorted_parts(parts: list[_ReadPart], names: list[str], types: list[pa
         if lo_b <= hi_a:
             return None
     ordered = [parts[i] for _, _, i in spans]
-    all_keys = sorted({k for p in ordered for k in p.run_keys})
+    runs = [p.runs() for p in ordered]
+    all_keys = sorted({k for keys, _offsets in runs for k in keys})
     rank = {k: r for r, k in enumerate(all_keys)}
     key_rank: list[np.ndarray] = []
     part_pos: list[np.ndarray] = []
     starts: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     base = 0
-    for pos, p in enumerate(ordered):
-        offs = p.run_offsets
-        key_rank.append(np.array([rank[k] for k in p.run_keys], dtype=np.int64))
-        part_pos.append(np.full(len(p.run_keys), pos, dtype=np.int64))
+    for pos, (run_keys, offs) in enumerate(runs):
+        key_rank.append(np.array([rank[k] for k in run_keys], dtype=np.int64))
+        part_pos.append(np.full(len(run_keys), pos, dtype=np.int64))
         starts.append(offs[:-1] + base)
         lengths.append(np.diff(offs))
         base += int(offs[-1])

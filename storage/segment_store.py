@@ -76,6 +76,8 @@ class SegmentStore:
         self._seal_lock = threading.Lock()
         self._index: dict[int, SegmentInfo] = {}
         self._replaced: set[int] = set()
+        self._visible_cache: list[SegmentInfo] | None = None  # seq order; rebuilt after a change
+        self._by_measurement: dict[tuple[str, str], list[SegmentInfo]] = {}
         self._removals: dict[tuple[str, str], int] = {}  # see removal_epoch
         self._next_seq = 1
         self._guard: Callable[[SegmentInfo], bool] = lambda info: True
@@ -129,6 +131,7 @@ class SegmentStore:
                 self._index = index
                 self._footers = {}
                 self._replaced = set()
+                self._index_changed()
                 self._next_seq = max(max_seq + 1, self._load_next_seq(problems), 1)
         except Exception as exc:  # noqa: BLE001 - open() reports, never raises
             problems.append(f"{self.root}: segment store scan failed: {exc!r}")
@@ -210,6 +213,7 @@ class SegmentStore:
             with self._lock:
                 self._index[seq] = info
                 self._replaced.update(info.replaces)
+                self._index_changed()
             for listener in list(self._listeners):
                 listener(info)
         return info
@@ -247,12 +251,27 @@ class SegmentStore:
 
     # ------------------------------------------------------------ listing
 
+    def _index_changed(self) -> None:
+        """Forget the cached visible lists (caller holds the lock)."""
+        self._visible_cache = None
+        self._by_measurement = {}
+
     def _visible(self) -> list[SegmentInfo]:
+        """The visible segments in seq order (a cached list: callers must not modify it)."""
         with self._lock:
-            return [i for s, i in sorted(self._index.items()) if s not in self._replaced]
+            if self._visible_cache is None:
+                self._visible_cache = [i for s, i in sorted(self._index.items()) if s not in self._replaced]
+            return self._visible_cache
 
     def segments(self, database: str | None = None, measurement: str | None = None) -> list[SegmentInfo]:
         """Visible segments (hidden: those replaced by a present merged segment), in seq order."""
+        if database is not None and measurement is not None:
+            with self._lock:  # queries ask this several times each: cached per measurement
+                found = self._by_measurement.get((database, measurement))
+                if found is None:
+                    found = self._by_measurement[(database, measurement)] = [
+                        i for i in self._visible() if i.database == database and i.measurement == measurement]
+                return list(found)
         return [i for i in self._visible()
                 if (database is None or i.database == database)
                 and (measurement is None or i.measurement == measurement)]
@@ -350,6 +369,7 @@ class SegmentStore:
             if self._index.get(info.seq) is not info:
                 return
             del self._index[info.seq]
+            self._index_changed()
             self._footers.pop(info.seq, None)
             if info.seq not in self._replaced:
                 self._bump_removals(info)
@@ -402,10 +422,12 @@ class SegmentStore:
         with self._lock:
             if self._index.pop(info.seq, None) is not None and info.seq not in self._replaced:
                 self._bump_removals(info)
+            self._index_changed()
             self._footers.pop(info.seq, None)
         self._unlink(info.path)
         with self._lock:
             self._replaced.discard(info.seq)
+            self._index_changed()
         log.info("deleted segment %d %s.%s (%d bytes): %s", info.seq, info.database,
                  info.measurement, info.size, reason)
         return True
