@@ -62,6 +62,9 @@ def warm_segments() -> None:
 
 def warm_query() -> None:
     from query.bucket_aggregates import bucket_aggregates
+    from query.results import format_times
+
+    format_times(np.array([0, 1_500_000_000_000_000_001], dtype=np.int64), None)
 
     specs = [(function, "v") for function in ("sum", "max")]
     for values in (pa.array([1.5, None, 2.0]), pa.array([1, None, 2], type=pa.int64())):

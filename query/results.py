@@ -94,6 +94,14 @@ def format_times(ns: np.ndarray, epoch: str | None, tz: str | None = None) -> li
 
 
 @njit(cache=True, nogil=True)
+def _put_digits(row: np.ndarray, at: int, value: int, width: int) -> None:
+    """ASCII decimal digits of `value` (>= 0), zero-padded to `width`, into row[at:at + width]."""
+    for k in range(width - 1, -1, -1):
+        row[at + k] = 48 + value % 10
+        value //= 10
+
+
+@njit(cache=True, nogil=True)
 def rfc3339_seconds(secs: np.ndarray) -> np.ndarray:
     """uint8 [n, 20]: 'YYYY-MM-DDTHH:MM:SSZ' of each int64 second since the epoch (UTC, years
     0-9999; proleptic Gregorian civil date from the day number)."""
@@ -111,27 +119,18 @@ def rfc3339_seconds(secs: np.ndarray) -> np.ndarray:
         day = doy - (153 * mp + 2) // 5 + 1
         month = mp + 3 if mp < 10 else mp - 9
         year = yoe + era * 400 + (1 if month <= 2 else 0)
-        hour, minute, second = sod // 3600, sod % 3600 // 60, sod % 60
         row = out[i]
-        row[0] = 48 + year // 1000 % 10
-        row[1] = 48 + year // 100 % 10
-        row[2] = 48 + year // 10 % 10
-        row[3] = 48 + year % 10
+        _put_digits(row, 0, year, 4)
         row[4] = 45  # '-'
-        row[5] = 48 + month // 10
-        row[6] = 48 + month % 10
+        _put_digits(row, 5, month, 2)
         row[7] = 45
-        row[8] = 48 + day // 10
-        row[9] = 48 + day % 10
+        _put_digits(row, 8, day, 2)
         row[10] = 84  # 'T'
-        row[11] = 48 + hour // 10
-        row[12] = 48 + hour % 10
+        _put_digits(row, 11, sod // 3600, 2)
         row[13] = 58  # ':'
-        row[14] = 48 + minute // 10
-        row[15] = 48 + minute % 10
+        _put_digits(row, 14, sod % 3600 // 60, 2)
         row[16] = 58
-        row[17] = 48 + second // 10
-        row[18] = 48 + second % 10
+        _put_digits(row, 17, sod % 60, 2)
         row[19] = 90  # 'Z'
     return out
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from query.influxql_exec import QueryExecutor
-from query.results import chunk_result, go_float, results_to_csv, rfc3339nano
+from query.results import chunk_result, format_times, go_float, results_to_csv, rfc3339nano
 from storage.batch import Batch, FieldType, TagSet
 
 S = 1_000_000_000
@@ -347,6 +347,17 @@ def test_epoch_and_rfc3339_formatting(executor: QueryExecutor) -> None:
     assert res["series"][0]["values"][0][0] == "1970-01-01T00:00:05Z"
     assert rfc3339nano(1514764800_123456700) == "2018-01-01T00:00:00.1234567Z"
     assert rfc3339nano(0, "Europe/Paris") == "1970-01-01T01:00:00+01:00"
+
+
+def test_vectorised_rfc3339_equals_the_scalar_formatter() -> None:
+    """format_times (numba civil-date kernel) against rfc3339nano (datetime) over InfluxDB's
+    whole time range: leap years, negative times, whole seconds and nanosecond fractions."""
+    rng = np.random.default_rng(11)
+    ns = rng.integers(-9223372036854775806, 9223372036854775806, 20_000)
+    ns[:2000] = ns[:2000] // 10**9 * 10**9
+    edges = [0, -1, 1, 951_782_400 * 10**9, 4_107_542_400 * 10**9, -9223372036854775806, 9223372036854775806]
+    ns = np.concatenate([ns, np.array(edges, dtype=np.int64)])
+    assert format_times(ns, None) == [rfc3339nano(int(t)) for t in ns.tolist()]
 
 
 # ---- statement errors, SHOW and DDL -----------------------------------------------------------------
