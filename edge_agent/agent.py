@@ -9,14 +9,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from edge_agent.config import Config
 from edge_agent.edge_node import AppSetup, Component, EdgeNode, run_edge_node
 from edge_agent.http_app import HEALTH_KEY
-from edge_agent.mqtt_ingest import MqttIngest, MqttIngestConfig, topic_summary
+from edge_agent.mqtt_ingest import MqttIngest, MqttIngestConfig, broker_settings, topic_summary
 from ingest.device_models import DeviceRegistry, load_device_dir, parse_property_type
 from ingest.http_push import HttpPushReceiver, InfluxStringCoercion, influx_field_types
 from ingest.http_write import ENGINE_KEY
@@ -56,14 +55,6 @@ class AgentState:
 
 def load_registry(config: Config) -> DeviceRegistry | None:
     return load_device_dir(config.devices.dir) if config.devices.dir else None
-
-
-def parse_broker(address: str) -> tuple[str, int]:
-    """`tcp://host:port`, `mqtt://host:port` or `host:port` (port defaults to 1883)."""
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.scheme not in ("tcp", "mqtt") or not parts.hostname:
-        raise ValueError(f"mqtt.broker must be tcp://host:port, got {address!r}")
-    return parts.hostname, parts.port or 1883
 
 
 def text_topic(topic: str, spec: str) -> TextTopic:
@@ -134,9 +125,9 @@ def mqtt_decoder(lineprotocol_topics: list[str], precision: str) -> Callable[...
 
 def mqtt_ingest_config(config: Config, state: AgentState) -> MqttIngestConfig:
     m = config.mqtt
-    host, port = parse_broker(m.broker)
+    host, port, security = broker_settings(m)
     return MqttIngestConfig(
-        host=host, port=port, client_id=m.client_id, topics=state.topics,
+        host=host, port=port, security=security, client_id=m.client_id, topics=state.topics,
         database=config.kubeedge.database, session_expiry_s=int(m.session_expiry),
         receive_maximum=m.receive_maximum, keepalive_s=max(1, int(m.keepalive)),
         reconnect_max_s=m.reconnect_max, max_batch_messages=m.max_batch_messages,
@@ -219,7 +210,9 @@ def mqtt_health(state: AgentState) -> dict:
     return {
         "name": "mqtt", "status": "pass" if stats["connected"] else "fail",
         "broker": state.config.mqtt.broker, "connected": stats["connected"],
-        "last_error": stats["last_error"], "queued": stats["queued"], "unacked": stats["unacked"],
+        "last_error": stats["last_error"], "connect_error": stats["connect_error"],
+        "previous_connect_error": stats["previous_connect_error"],
+        "connect_failures": stats["connect_failures"], "queued": stats["queued"], "unacked": stats["unacked"],
         "subscriptions": len(state.topics),
         "totals": topic_summary(stats, ("received", "stored", "malformed", "rejected",
                                         "duplicates", "dropped", "bad_values")),
@@ -287,7 +280,7 @@ def agent_state(config: Config) -> AgentState:
     payloads = payload_config(config, registry)
     topics = subscriptions(config, payloads) if config.mqtt.enabled else ()
     if config.mqtt.enabled:
-        parse_broker(config.mqtt.broker)  # fail at start on a bad address, not on a thread
+        broker_settings(config.mqtt)  # fail at start on a bad address/TLS/password option
     return AgentState(config=config, payloads=payloads, topics=topics)
 
 

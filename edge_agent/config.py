@@ -107,8 +107,21 @@ TWIN_TOPICS = ["$hw/events/device/+/+/twin/update", "$hw/events/device/+/twin/up
 @dataclass
 class MqttSection:
     enabled: bool = opt(True, "Subscribe to the MQTT broker (`edgets agent`); false: HTTP intake only.")
-    broker: str = opt("tcp://127.0.0.1:1883", "Broker address tcp://host:port (down at start: retried forever).")
+    broker: str = opt("tcp://127.0.0.1:1883", "Broker address tcp://host:port (plain, default port 1883) "
+                      "or ssl://host:port / mqtts://host:port (TLS, default port 8883); down at start: "
+                      "retried forever.")
     client_id: str = opt("edgets-agent", "Fixed client id: the broker keeps our persistent session under it.")
+    username: str = opt("", "User name sent to the broker (empty: none).")
+    password: str = opt("", "Password for username (empty: none); prefer password_file or "
+                        "EDGETS_MQTT_PASSWORD over the TOML file.")
+    password_file: str = opt("", "File whose content is the password (trailing newline ignored), "
+                             "e.g. a mounted Kubernetes Secret; excludes password.")
+    tls_ca: str = opt("", "PEM CA bundle the broker's certificate is verified with (ssl:// only; "
+                      "empty: the system CA store).")
+    tls_cert: str = opt("", "PEM client certificate for brokers that require one (with tls_key).")
+    tls_key: str = opt("", "PEM private key (unencrypted) of tls_cert.")
+    tls_insecure: bool = opt(False, "Skip the check that the broker's certificate names the broker "
+                             "host (the CA chain is still verified). Testing only.")
     twin_topics: list = opt(list(TWIN_TOPICS), "EdgeCore twin update topic filters (decoded as twin updates).")
     text_topics: dict = opt({}, "Mapper plain-text topics: topic -> 'measurement.field' or "
                             "'measurement.field:TYPE' (INT FLOAT DOUBLE STRING BOOLEAN BYTES); "

@@ -16,18 +16,28 @@ broker sends at most that many un-acked QoS 1 messages. While storage is Overloa
 acks, so the broker stops delivering and keeps the rest queued in the session. PUBACKs are sent
 in arrival order. A redelivery (DUP) of a message we are still writing, or acked just before a
 disconnect, is not written twice.
+
+Connection security: `broker_settings` turns the [mqtt] options (broker URL scheme, username,
+password/password_file, tls_*) into a checked `BrokerSecurity` at agent start (ValueError naming
+the option). A refused CONNACK or a TLS failure is logged, kept in stats()["connect_error"] and
+retried with the same backoff; it never stops the agent.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import ssl
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -35,6 +45,9 @@ from paho.mqtt.properties import Properties
 
 from ingest.kubeedge_payloads import DecodeCounts, PayloadConfig, PayloadError, decode_mqtt
 from storage.batch import Batch
+
+if TYPE_CHECKING:
+    from edge_agent.config import MqttSection
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +76,113 @@ class _Message:
     ack_needed: bool = True
 
 
+PLAIN_SCHEMES = {"tcp": 1883, "mqtt": 1883}  # scheme -> default port
+TLS_SCHEMES = {"ssl": 8883, "mqtts": 8883}
+AUTH_REASON_CODES = {4, 5, 134, 135}  # MQTT 3.1.1 CONNACK 4/5, MQTT 5 0x86/0x87
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSecurity:
+    """TLS and credentials for the broker connection; empty strings mean 'not used'."""
+
+    tls: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""  # with tls and empty: the system CA store
+    cert_file: str = ""  # client certificate (with key_file)
+    key_file: str = ""
+    insecure: bool = False  # skip the host name check (the chain is still verified)
+
+
+def parse_broker(address: str) -> tuple[str, int, bool]:
+    """`tcp://`, `mqtt://` (plain, port 1883), `ssl://`, `mqtts://` (TLS, 8883) or bare
+    `host:port` (plain) -> (host, port, tls). ValueError naming mqtt.broker otherwise."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    schemes = {**PLAIN_SCHEMES, **TLS_SCHEMES}
+    if parts.scheme not in schemes:
+        raise ValueError(f"mqtt.broker {address!r}: unknown scheme {parts.scheme!r} "
+                         f"(use {', '.join(s + '://' for s in schemes)})")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"mqtt.broker {parts.scheme}://...@{parts.hostname}: put credentials in "
+                         "mqtt.username and mqtt.password / mqtt.password_file, not in the address")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"mqtt.broker must be {parts.scheme}://host:port, got {address!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"mqtt.broker {address!r}: {exc}") from exc
+    return parts.hostname, port or schemes[parts.scheme], parts.scheme in TLS_SCHEMES
+
+
+def read_password_file(path: str) -> str:
+    """The file's content without its trailing newline; ValueError naming mqtt.password_file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"mqtt.password_file: cannot read {path}: {exc}") from exc
+    password = text.rstrip("\r\n")
+    if not password:
+        raise ValueError(f"mqtt.password_file: {path} is empty")
+    return password
+
+
+def broker_settings(section: MqttSection) -> tuple[str, int, BrokerSecurity]:
+    """Check the [mqtt] connection options together -> (host, port, security). Files are read
+    and the TLS material loaded once here so a mistake fails at start, naming the option."""
+    host, port, tls = parse_broker(section.broker)
+    if section.password and section.password_file:
+        raise ValueError("set either mqtt.password or mqtt.password_file, not both")
+    password = read_password_file(section.password_file) if section.password_file else section.password
+    if password and not section.username:
+        raise ValueError("mqtt.password / mqtt.password_file is set but mqtt.username is empty")
+    tls_options = {"tls_ca": section.tls_ca, "tls_cert": section.tls_cert,
+                   "tls_key": section.tls_key, "tls_insecure": section.tls_insecure}
+    given = [name for name, value in tls_options.items() if value]
+    if given and not tls:
+        raise ValueError(f"mqtt.{given[0]} is set but mqtt.broker {section.broker!r} is not TLS "
+                         "(use ssl://host:port or mqtts://host:port)")
+    if bool(section.tls_cert) != bool(section.tls_key):
+        have, missing = ("tls_cert", "tls_key") if section.tls_cert else ("tls_key", "tls_cert")
+        raise ValueError(f"mqtt.{have} is set without mqtt.{missing}: a client certificate "
+                         "needs both")
+    if tls:
+        _check_tls_files(section.tls_ca, section.tls_cert, section.tls_key)
+    security = BrokerSecurity(tls=tls, username=section.username, password=password,
+                              ca_file=section.tls_ca, cert_file=section.tls_cert,
+                              key_file=section.tls_key, insecure=section.tls_insecure)
+    return host, port, security
+
+
+def _check_tls_files(ca_file: str, cert_file: str, key_file: str) -> None:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"mqtt.tls_ca: cannot load CA bundle {ca_file}: {exc}") from exc
+    if cert_file:
+        for option, path in (("tls_cert", cert_file), ("tls_key", key_file)):
+            try:
+                Path(path).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"mqtt.{option}: cannot read {path}: {exc}") from exc
+        try:
+            context.load_cert_chain(cert_file, key_file, password=_refuse_key_password)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"mqtt.tls_cert/mqtt.tls_key: {cert_file} with {key_file} is not a "
+                             f"PEM certificate and its unencrypted private key: {exc}") from exc
+
+
+def _refuse_key_password() -> str:
+    raise ValueError("the private key is encrypted (not supported: store it unencrypted, "
+                     "readable by the agent only)")
+
+
 @dataclass(slots=True)
 class MqttIngestConfig:
     host: str = "127.0.0.1"
     port: int = 1883
+    security: BrokerSecurity = field(default_factory=BrokerSecurity)
     client_id: str = "edgets-ingest"  # fixed: the broker keeps our session under this id
     topics: tuple[str, ...] = ("$hw/events/device/+/+/twin/update",)
     database: str = "kubeedge"
@@ -100,6 +216,13 @@ class MqttIngest:
         )
         self._connected = False
         self._last_error: str | None = None
+        self._connect_error: str | None = None  # the current connection problem (None once up)
+        self._previous_connect_error: str | None = None
+        self._connect_failures = 0
+        self._refused = False  # this attempt got a refusing CONNACK (its disconnect says less)
+        self._socket_error: str | None = None  # paho's last socket/TLS error log line
+        scheme = "ssl" if config.security.tls else "tcp"
+        self._address = f"{scheme}://{config.host}:{config.port}"
         self._stopping = False
         self._accepting = True
         self._window_cap = max(2 * config.receive_maximum, 64)  # un-acked messages held here
@@ -117,12 +240,25 @@ class MqttIngest:
             protocol=mqtt.MQTTv5,
         )
         client.manual_ack_set(True)
+        security = cfg.security
+        if security.username:
+            client.username_pw_set(security.username, security.password or None)
+        if security.tls:
+            try:
+                client.tls_set(ca_certs=security.ca_file or None,
+                               certfile=security.cert_file or None,
+                               keyfile=security.key_file or None)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"mqtt TLS setup for {self._address} failed (tls_ca "
+                                 f"{security.ca_file!r}, tls_cert {security.cert_file!r}): {exc}") from exc
+            client.tls_insecure_set(security.insecure)
         # Backoff doubles from min to max and resets after a CONNACK (floats work in paho 2.2).
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_log = self._on_log
         return client
 
     def start(self) -> None:
@@ -168,6 +304,9 @@ class MqttIngest:
             return {
                 "connected": self._connected,
                 "last_error": self._last_error,
+                "connect_error": self._connect_error,
+                "previous_connect_error": self._previous_connect_error,
+                "connect_failures": self._connect_failures,
                 "queued": len(self._queue),
                 "unacked": len(self._order),
                 "topics": {t: _as_dict(s) for t, s in self._stats.items()},
@@ -178,11 +317,18 @@ class MqttIngest:
     def _on_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags,
                     reason: mqtt.ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
-            with self._lock:
-                self._last_error = f"connect refused: {reason}"
+            hint = ""
+            if reason.value in AUTH_REASON_CODES:
+                hint = "; check mqtt.username and mqtt.password / mqtt.password_file"
+            self._connect_failed(f"{self._address} refused the connection: {reason} "
+                                 f"(reason code {reason.value}){hint}", refused=True)
             return
         with self._lock:
             self._connected = True
+            if self._connect_error is not None:
+                self._previous_connect_error = self._connect_error
+                self._connect_error = None
+            self._socket_error = None
             if not flags.session_present:
                 # The broker lost our session: it will not redeliver, old packet ids are void.
                 for message in self._order:
@@ -190,20 +336,57 @@ class MqttIngest:
                 self._recent_acked.clear()
             self._lock.notify_all()
         client.subscribe([(t, 1) for t in self._config.topics])
-        log.info("mqtt connected to %s:%d (session present: %s)", self._config.host,
-                 self._config.port, flags.session_present)
+        log.info("mqtt connected to %s (session present: %s)", self._address,
+                 flags.session_present)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
                        reason: mqtt.ReasonCode, _props: Properties | None) -> None:
         with self._lock:
-            self._connected = False
-            if reason.is_failure:
-                self._last_error = f"disconnected: {reason}"
+            was_connected, self._connected = self._connected, False
+            refused, self._refused = self._refused, False
+            detail = self._socket_error or str(reason)
+            self._socket_error = None
+            if was_connected and reason.is_failure:
+                self._last_error = f"disconnected from {self._address}: {detail}"
             self._lock.notify_all()
+        if was_connected and reason.is_failure:
+            log.warning("mqtt connection to %s lost: %s", self._address, detail)
+        elif not was_connected and not refused and not self._stopping:
+            # Closed before a CONNACK: e.g. the broker wanted a client certificate (TLS 1.3
+            # reports that after the handshake) or dropped us on a protocol error.
+            self._connect_failed(f"{self._address} closed the connection before accepting "
+                                 f"it: {detail}")
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        # paho calls this inside its `except OSError` around the connect: the error is current.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError):
+            what = f"TLS handshake with {self._address} failed: {exc}"
+        elif exc is not None:
+            what = f"cannot connect to {self._address}: {exc}"
+        else:
+            what = f"cannot connect to {self._address}"
+        self._connect_failed(what)
+
+    def _on_log(self, _client: mqtt.Client, _userdata: object, level: int, text: str) -> None:
+        """Keep paho's socket-level error text (e.g. a TLS alert) for the disconnect report."""
+        if level == mqtt.MQTT_LOG_ERR and text.startswith("failed to"):
+            with self._lock:
+                self._socket_error = text
+
+    def _connect_failed(self, what: str, refused: bool = False) -> None:
+        """Record a failed connection attempt; paho retries it with the reconnect backoff."""
         with self._lock:
-            self._last_error = f"cannot connect to {self._config.host}:{self._config.port}"
+            repeated = what == self._connect_error
+            self._connect_error = self._last_error = what
+            self._connect_failures += 1
+            self._refused = refused
+            failures = self._connect_failures
+        if repeated:
+            log.debug("mqtt: %s (attempt %d, retrying)", what, failures)
+        else:
+            log.error("mqtt: %s; retrying (backoff up to %gs)", what,
+                      self._config.reconnect_max_s)
 
     def _on_message(self, client: mqtt.Client, _userdata: object,
                     msg: mqtt.MQTTMessage) -> None:

@@ -22,6 +22,10 @@ class Broker:
     port: int
     directory: Path
     process: subprocess.Popen | None = None
+    # Lines right after the `listener` line (e.g. cafile/certfile/keyfile, require_certificate,
+    # password_file); allow_anonymous false: clients must log in.
+    extra_config: str = ""
+    allow_anonymous: bool = True
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart, same port and persistence) and wait until it accepts TCP."""
@@ -30,7 +34,8 @@ class Broker:
         persist.mkdir(parents=True, exist_ok=True)
         conf.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            + (self.extra_config.rstrip("\n") + "\n" if self.extra_config else "")
+            + f"allow_anonymous {'true' if self.allow_anonymous else 'false'}\n"
             "persistence true\n"
             f"persistence_location {persist}/\n"
             "autosave_interval 1\n"
@@ -85,9 +90,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def mosquitto_broker(directory: Path, start: bool = True) -> Iterator[Broker]:
-    """Yield a Broker on a free loopback port (started unless start=False); always stopped."""
-    broker = Broker("127.0.0.1", free_port(), Path(directory))
+def mosquitto_broker(directory: Path, start: bool = True, extra_config: str = "",
+                     allow_anonymous: bool = True) -> Iterator[Broker]:
+    """Yield a Broker on a free loopback port (started unless start=False); always stopped.
+    `extra_config` lines follow the listener line (TLS files, password_file, ...)."""
+    broker = Broker("127.0.0.1", free_port(), Path(directory), extra_config=extra_config,
+                    allow_anonymous=allow_anonymous)
     try:
         if start:
             broker.start()
