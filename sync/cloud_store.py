@@ -65,10 +65,17 @@ class DropMark:
     database: str
     measurement: str | None  # None: DROP DATABASE
     below: int
+    seq: int = -1  # the tombstone's own seq (same node and epoch)
 
 
 def _dropped(s: CloudSegment, drops: list[DropMark], epoch_start: dict[tuple[str, str], int]) -> bool:
+    return bool(_drops_hiding(s, drops, epoch_start))
+
+
+def _drops_hiding(s: CloudSegment, drops: list[DropMark],
+                  epoch_start: dict[tuple[str, str], int]) -> list[DropMark]:
     c = s.committed
+    out: list[DropMark] = []
     for d in drops:
         if d.node != c.node or d.database != c.database:
             continue
@@ -76,10 +83,19 @@ def _dropped(s: CloudSegment, drops: list[DropMark], epoch_start: dict[tuple[str
             continue
         if d.epoch == c.epoch:
             if c.seq < d.below:
-                return True
+                out.append(d)
         elif epoch_start[(c.node, c.epoch)] < d.epoch_start:
-            return True
-    return False
+            out.append(d)
+    return out
+
+
+def _epoch_starts(committed: list[CommittedSegment]) -> dict[tuple[str, str], int]:
+    """First commit time of each (node, epoch): orders a node's epochs."""
+    epoch_start: dict[tuple[str, str], int] = {}
+    for c in committed:
+        key = (c.node, c.epoch)
+        epoch_start[key] = min(epoch_start.get(key, c.committed_at_ns), c.committed_at_ns)
+    return epoch_start
 
 
 def _overlapping(segments: list[CloudSegment]) -> bool:
@@ -125,14 +141,19 @@ class CloudTableSource:
             self._footers[seg.path] = footer
         return footer
 
+    def committed(self) -> list[CommittedSegment]:
+        """One snapshot of the catalog (for `view` / `hidden_by` over a fixed set of segments)."""
+        return self._committed()
+
     def segments(self, db: str | None = None, measurement: str | None = None) -> list[CloudSegment]:
         """Visible committed segments (of one database / measurement when given): not replaced
         by a committed rewrite of the same (node, epoch), not dropped by a DROP tombstone."""
-        committed = self._committed()
-        epoch_start: dict[tuple[str, str], int] = {}
-        for c in committed:
-            key = (c.node, c.epoch)
-            epoch_start[key] = min(epoch_start.get(key, c.committed_at_ns), c.committed_at_ns)
+        return self.view(self._committed(), db, measurement)
+
+    def view(self, committed: list[CommittedSegment], db: str | None = None,
+             measurement: str | None = None) -> list[CloudSegment]:
+        """`segments()` over a given catalog snapshot."""
+        epoch_start = _epoch_starts(committed)
         chosen = [c for c in committed
                   if (db is None or c.database == db) and (measurement is None or c.measurement == measurement)]
         drops = self._drops(committed, db, epoch_start)
@@ -147,6 +168,35 @@ class CloudTableSource:
         return [s for s in out if (s.node, s.committed.epoch, s.committed.seq) not in replaced
                 and not _dropped(s, drops, epoch_start)]
 
+    def described(self, committed: list[CommittedSegment]) -> dict[tuple[str, str, int], CloudSegment]:
+        """Every readable segment of the snapshot (visible or not) with its footer, keyed
+        (node, epoch, seq)."""
+        epoch_start = _epoch_starts(committed)
+        out: dict[tuple[str, str, int], CloudSegment] = {}
+        for c in committed:
+            footer = self._footer(c)
+            if footer is not None:
+                out[(c.node, c.epoch, c.seq)] = CloudSegment(
+                    c, footer, (epoch_start[(c.node, c.epoch)], footer.precedence))
+        return out
+
+    def hidden_by(self, committed: list[CommittedSegment]) -> dict[tuple[str, str, int], list[CloudSegment]]:
+        """For each segment of the snapshot that the view hides, keyed (node, epoch, seq): the
+        committed segments hiding it (rewrites listing it in `replaces`, covering DROP tombstones)."""
+        epoch_start = _epoch_starts(committed)
+        drops = self._drops(committed, None, epoch_start)
+        by_key = self.described(committed)
+        out: dict[tuple[str, str, int], list[CloudSegment]] = {}
+        for (node, epoch, _seq), s in by_key.items():
+            for r in s.footer.replaces:
+                out.setdefault((node, epoch, r), []).append(s)
+        for key, s in by_key.items():
+            for d in _drops_hiding(s, drops, epoch_start):
+                tomb = by_key.get((d.node, d.epoch, d.seq))
+                if tomb is not None:
+                    out.setdefault(key, []).append(tomb)
+        return out
+
     def _drops(self, committed: list[CommittedSegment], db: str | None,
                epoch_start: dict[tuple[str, str], int]) -> list[DropMark]:
         """The DROP tombstones (zero-row segments whose footer has `drop`) of db (or all)."""
@@ -159,7 +209,7 @@ class CloudTableSource:
                 continue
             marks.append(DropMark(c.node, c.epoch, epoch_start[(c.node, c.epoch)], c.database,
                                   c.measurement if footer.drop == DROP_SCOPE_MEASUREMENT else None,
-                                  footer.drop_below))
+                                  footer.drop_below, c.seq))
         return marks
 
     # ------------------------------------------------------------ TableSource

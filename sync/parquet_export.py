@@ -1,5 +1,5 @@
-"""Cloud Parquet export: committed node segments -> Hive-partitioned Parquet files
-(measurement=<m>/day=<YYYY-MM-DD>/part-<node>-<n>.parquet) on a local dir or S3, tracked in the catalog."""
+"""Cloud Parquet export: committed node segments -> Hive Parquet (measurement=/day=/part-<node>-<n>) on a
+local dir or S3, tracked in the catalog; partitions with rows a later edge DELETE/DROP hid are rewritten."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 from storage.batch import TIME_COLUMN
 from storage.compaction import merge_tables
 from storage.fsio import fsync_dir
-from storage.segment_format import SegmentCorrupt, read_segment, time_array
+from storage.segment_format import ORIGIN_COMPACTION, SegmentCorrupt, read_segment, time_array
 from storage.segment_store import encode_dir_name
 from sync.cloud_store import NODE_TAG, CloudSegment, CloudTableSource, _overlapping, conform
-from sync.receiver import CommittedSegment, committed_segments
+from sync.receiver import CommittedSegment
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ _ROW_INDEX = "\x00row"
 DATABASE_COLUMN = "database"
 LOCK_NAME = "parquet_export.lock"
 MIGRATION = "parquet_export_v1"
+MIGRATION_DELETES = "parquet_export_v2_deletes"
 _MIGRATION_SQL = """
 CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS parquet_batches (
@@ -51,8 +52,27 @@ CREATE TABLE IF NOT EXISTS parquet_exported (
     PRIMARY KEY (node, epoch, seq)
 );
 """
+_MIGRATION_DELETES_SQL = """
+CREATE TABLE IF NOT EXISTS parquet_rewrites (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL CHECK (state IN ('writing', 'committed')),
+    batch_ids TEXT NOT NULL, old_files TEXT NOT NULL, deletions TEXT NOT NULL,
+    started_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parquet_applied_deletions (
+    node TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, applied_ns INTEGER NOT NULL,
+    PRIMARY KEY (node, epoch, seq)
+);
+"""
 CrashHook = Callable[[str], None]
-"""Called at each export stage ('planned', 'written', 'moved'): fault injection for tests."""
+"""Called at each export stage: fault injection for tests. Batches: 'planned', 'written', 'moved';
+partition rewrites: see REWRITE_STAGES."""
+REWRITE_STAGES = ("rewrite-planned", "rewrite-written", "rewrite-moved", "rewrite-committed",
+                  "rewrite-deleting", "rewrite-cleaned")
+Key = tuple[str, str, int]
+"""(node, epoch, seq) of a committed segment."""
+Partition = tuple[str, str, str, int]
+"""(node, database, measurement, day number): one node's files of one day partition."""
 
 
 class ExportError(RuntimeError):
@@ -76,6 +96,29 @@ class ExportReport:
     files: list[str] = field(default_factory=list)
     recovered_batches: int = 0
     skipped_segments: int = 0
+    deletions_applied: int = 0
+    rewritten_partitions: int = 0
+    removed_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CatalogSnapshot:
+    """One export pass's fixed view of the cloud catalog: batches and rewrites of the pass use
+    only these segments (a segment committed meanwhile waits for the next pass)."""
+
+    segments: dict[Key, CloudSegment]  # every readable committed segment
+    visible: list[CloudSegment]  # the query view
+    hiders: dict[Key, list[CloudSegment]]  # hidden segment -> segments hiding it
+
+
+def is_deletion(s: CloudSegment) -> bool:
+    """A segment that removes rows from the view: DELETE rewrite / tombstone (a rewrite not
+    from compaction; no origin recorded counts too) or DROP tombstone."""
+    return bool(s.footer.drop) or (bool(s.footer.replaces) and s.footer.origin != ORIGIN_COMPACTION)
+
+
+def key_of(s: CloudSegment) -> Key:
+    return (s.node, s.committed.epoch, s.committed.seq)
 
 
 def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -95,13 +138,25 @@ def partition_dir(measurement: str, day: str) -> str:
     return f"measurement={encode_dir_name(measurement)}/day={day}"
 
 
+def day_number_of(rel: str) -> int:
+    """Day number of an exported file's relative path (measurement=../day=YYYY-MM-DD/..)."""
+    part = rel.split("/")[1]
+    if not part.startswith("day="):
+        raise ExportError(f"exported file {rel!r} is not under a day= partition")
+    return (dt.date.fromisoformat(part[4:]) - dt.date(1970, 1, 1)).days
+
+
 class ParquetExporter:
     """One exporter per cloud_dir (an exclusive lock file). Crash-safe protocol per batch:
     1. catalog: batch row 'writing' with the final file names (committed before any write);
     2. each file written under a hidden `.tmp` name, then moved to its final name;
     3. catalog, one transaction: segments -> parquet_exported, batch -> 'done'.
     A batch found 'writing' at the next run is rolled back (its files deleted, row removed) and
-    its segments exported again: nothing is lost, nothing stays exported twice."""
+    its segments exported again: nothing is lost, nothing stays exported twice.
+
+    After the batches, committed deletions (DELETE rewrites / tombstones, DROP tombstones) that
+    hide exported rows are applied: the (node, database, measurement, day) partitions holding
+    rows they removed are rewritten from the cloud view (see `apply_deletions`)."""
 
     def __init__(self, config: ExportConfig, crash_hook: CrashHook | None = None) -> None:
         self.config = config
@@ -112,11 +167,14 @@ class ParquetExporter:
         self.crash_hook = crash_hook
         self.counters: dict[str, int] = {"runs": 0, "batches": 0, "segments": 0, "rows": 0,
                                          "files": 0, "recovered_batches": 0, "errors": 0,
-                                         "duplicate_rows_skipped": 0}
+                                         "duplicate_rows_skipped": 0, "deletions_applied": 0,
+                                         "rewritten_partitions": 0, "rewrite_files_removed": 0,
+                                         "recovered_rewrites": 0}
         self.last_error: str | None = None
         self.last_run_ns = 0
         self._conn: sqlite3.Connection | None = None
         self._lock_fd = -1
+        self._snapshot: CatalogSnapshot | None = None
 
     # ------------------------------------------------------------ catalog
     def _db(self) -> sqlite3.Connection:
@@ -127,6 +185,9 @@ class ParquetExporter:
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_MIGRATION_SQL)  # idempotent (IF NOT EXISTS), then recorded
             conn.execute("INSERT OR IGNORE INTO migrations VALUES (?, ?)", (MIGRATION, time.time_ns()))
+            conn.executescript(_MIGRATION_DELETES_SQL)
+            conn.execute("INSERT OR IGNORE INTO migrations VALUES (?, ?)",
+                         (MIGRATION_DELETES, time.time_ns()))
             self._conn = conn
         return self._conn
 
@@ -153,6 +214,27 @@ class ParquetExporter:
         rows = self._db().execute("SELECT node, epoch, seq FROM parquet_exported").fetchall()
         return {(str(n), str(e), int(s)) for n, e, s in rows}
 
+    def applied_keys(self) -> set[Key]:
+        """Deletions whose effect on Parquet is committed."""
+        rows = self._db().execute("SELECT node, epoch, seq FROM parquet_applied_deletions").fetchall()
+        return {(str(n), str(e), int(s)) for n, e, s in rows}
+
+    def take_snapshot(self) -> CatalogSnapshot:
+        committed = self.source.committed()
+        return CatalogSnapshot(self.source.described(committed), self.source.view(committed),
+                               self.source.hidden_by(committed))
+
+    def _snap(self) -> CatalogSnapshot:
+        if self._snapshot is None:
+            self._snapshot = self.take_snapshot()
+        return self._snapshot
+
+    def _in_parquet(self, key: Key, exported: set[Key], applied: set[Key]) -> bool:
+        """Do Parquet files hold this segment's rows (those the view still shows)? Exported, and
+        not hidden by a deletion already applied (its surviving rows are in a visible segment)."""
+        return key in exported and not any(
+            is_deletion(h) and key_of(h) in applied for h in self._snap().hiders.get(key, ()))
+
     def done_files(self) -> list[str]:
         """Final paths (relative to the root) of every committed batch's files."""
         out: list[str] = []
@@ -169,13 +251,17 @@ class ParquetExporter:
         head, _, name = rel.rpartition("/")
         return f"{head}/.{name}.tmp"
 
-    def _delete_file(self, rel: str) -> None:
+    def _delete_file(self, rel: str) -> bool:
+        """Delete a file and its `.tmp` if present; True if the file itself existed."""
+        existed = False
         for candidate in (rel, self._tmp_of(rel)):
             full = self._full(candidate)
             if self.fs.get_file_info(full).type == pafs.FileType.File:
+                existed = existed or candidate == rel
                 self.fs.delete_file(full)
                 if self.local:
                     fsync_dir(Path(full).parent)
+        return existed
 
     def _write_file(self, rel: str, table: pa.Table) -> None:
         final, tmp = self._full(rel), self._full(self._tmp_of(rel))
@@ -207,14 +293,26 @@ class ParquetExporter:
 
     # ------------------------------------------------------------ export
     def recover(self) -> int:
-        """Roll back batches a crash left in 'writing': delete their files, then the row."""
+        """Finish rewrites a crash left 'committed' (delete the superseded files), roll back
+        batches left in 'writing' (delete their files, then the row) and rewrites left in
+        'writing' (their batches are among those)."""
         db = self._db()
+        for rewrite_id, old_files in db.execute(
+                "SELECT id, old_files FROM parquet_rewrites WHERE state='committed'").fetchall():
+            log.warning("parquet export: finishing committed rewrite %d (superseded files %s)",
+                        rewrite_id, old_files)
+            self._finish_rewrite(int(rewrite_id), json.loads(old_files))
+            self.counters["recovered_rewrites"] += 1
         pending = db.execute("SELECT id, files FROM parquet_batches WHERE state='writing'").fetchall()
         for batch_id, files in pending:
             for rel in json.loads(files):
                 self._delete_file(rel)
             db.execute("DELETE FROM parquet_batches WHERE id=? AND state='writing'", (batch_id,))
             log.warning("parquet export: rolled back unfinished batch %d (%s)", batch_id, files)
+        rolled = db.execute("DELETE FROM parquet_rewrites WHERE state='writing'").rowcount
+        if rolled:
+            log.warning("parquet export: rolled back %d unfinished partition rewrite(s)", rolled)
+            self.counters["recovered_rewrites"] += rolled
         self.counters["recovered_batches"] += len(pending)
         return len(pending)
 
@@ -224,7 +322,7 @@ class ParquetExporter:
         exported = self.exported_keys()
         groups: dict[tuple[str, str, str], list[CloudSegment]] = {}
         already: list[CloudSegment] = []
-        for s in self.source.segments():
+        for s in self._snap().visible:
             c = s.committed
             if (c.node, c.epoch, c.seq) in exported:
                 continue
@@ -274,15 +372,17 @@ class ParquetExporter:
                                   pa.array([first.database] * rows.num_rows, type=pa.string()))
 
     def _exported_overlapping(self, batch: list[CloudSegment]) -> list[CommittedSegment]:
-        """Already exported segments (visible or since replaced) of the batch's node, database
-        and measurement whose time range meets the batch's: the rows Parquet already holds."""
+        """Segments of the batch's node, database and measurement whose rows Parquet holds
+        (exported; visible, or hidden by a compaction or a deletion not applied yet) and whose
+        time range meets the batch's."""
         first = batch[0].committed
         lo = min(s.committed.min_time_ns for s in batch)
         hi = max(s.committed.max_time_ns for s in batch)
-        exported = self.exported_keys()
-        return [c for c in committed_segments(self.cloud_dir, first.node)
-                if (c.node, c.epoch, c.seq) in exported and c.database == first.database
-                and c.measurement == first.measurement and c.min_time_ns <= hi and c.max_time_ns >= lo]
+        exported, applied = self.exported_keys(), self.applied_keys()
+        return [s.committed for key, s in self._snap().segments.items()
+                if s.node == first.node and s.committed.database == first.database
+                and s.committed.measurement == first.measurement and s.committed.min_time_ns <= hi
+                and s.committed.max_time_ns >= lo and self._in_parquet(key, exported, applied)]
 
     def _drop_already_exported(self, batch: list[CloudSegment], rows: pa.Table,
                                tags: list[str]) -> pa.Table:
@@ -375,6 +475,7 @@ class ParquetExporter:
         self.counters["runs"] += 1
         try:
             report.recovered_batches = self.recover()
+            self._snapshot = self.take_snapshot()
             batches, already = self.plan()
             if already:
                 self._record_covered(already)
@@ -385,12 +486,14 @@ class ParquetExporter:
                 report.segments += len(batch)
                 report.rows += rows
                 report.files.extend(files)
+            self.apply_deletions(report)
             self.last_error = None
         except Exception as exc:
             self.counters["errors"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            self._snapshot = None
             self.last_run_ns = time.time_ns()
             for key, value in (("batches", report.batches), ("segments", report.segments),
                                ("rows", report.rows), ("files", len(report.files))):
@@ -414,6 +517,257 @@ class ParquetExporter:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # ------------------------------------------------------------ deletions
+    def pending_deletions(self) -> list[CloudSegment]:
+        """Deletion segments of the snapshot whose effect on Parquet is not committed. Visible or
+        not: a DELETE rewrite compacted before it was exported hides rows only through itself."""
+        applied = self.applied_keys()
+        return [s for key, s in self._snap().segments.items() if is_deletion(s) and key not in applied]
+
+    def affected_partitions(self, deletions: list[CloudSegment]) -> set[Partition]:
+        """(node, database, measurement, day) partitions with exported files that hold rows
+        these deletions removed: days of the rows of in-Parquet segments they hide, minus (for
+        a DELETE rewrite) the rows it kept."""
+        snap = self._snap()
+        exported, applied = self.exported_keys(), self.applied_keys()
+        hides: dict[Key, list[CloudSegment]] = {}
+        for key, hiders in snap.hiders.items():
+            for h in hiders:
+                if key in snap.segments:  # a replaced seq the cloud never received: nothing
+                    hides.setdefault(key_of(h), []).append(snap.segments[key])
+        file_days = set(self._files_by_partition())
+        out: set[Partition] = set()
+        for d in deletions:
+            hidden = [s for s in hides.get(key_of(d), [])
+                      if s.committed.rows and self._in_parquet(key_of(s), exported, applied)]
+            by_scope: dict[tuple[str, str], list[CloudSegment]] = {}
+            for s in hidden:
+                by_scope.setdefault((s.committed.database, s.committed.measurement), []).append(s)
+            for (database, measurement), members in by_scope.items():
+                kept = d if d.committed.rows and d.committed.measurement == measurement else None
+                for day in self._removed_days(members, kept):
+                    part = (d.node, database, measurement, day)
+                    if part in file_days:
+                        out.add(part)
+        return out
+
+    def _removed_days(self, hidden: list[CloudSegment], kept: CloudSegment | None) -> set[int]:
+        """Days of the rows of `hidden` that are not in `kept` (a DELETE rewrite; None: all)."""
+        lo = min(s.committed.min_time_ns for s in hidden) // DAY_NS
+        hi = max(s.committed.max_time_ns for s in hidden) // DAY_NS
+        if lo == hi:  # one day: no need to read (a rewrite removed at least one row)
+            return {int(lo)}
+        tags = sorted({k for s in [*hidden, *([kept] if kept else [])] for k in s.footer.tag_keys})
+        keys: list[pa.Table] = []
+        for s in hidden:
+            try:
+                table = read_segment(s.committed.path, columns=tags if kept else [])
+            except (SegmentCorrupt, OSError) as exc:
+                raise ExportError(f"segment node={s.node} seq={s.committed.seq} "
+                                  f"({s.committed.path}) unreadable while applying a deletion: "
+                                  f"{exc}") from exc
+            if kept is None:
+                keys.append(pa.table({"\x00time": pa.array(time_array(table), type=pa.int64())}))
+            else:
+                keys.append(_series_time_keys(table, tags))
+        removed = pa.concat_tables(keys)
+        if kept is not None:
+            try:
+                kept_keys = _series_time_keys(read_segment(kept.committed.path, columns=tags), tags)
+            except (SegmentCorrupt, OSError) as exc:
+                raise ExportError(f"DELETE rewrite node={kept.node} seq={kept.committed.seq} "
+                                  f"({kept.committed.path}) unreadable: {exc}") from exc
+            removed = removed.join(kept_keys.group_by(kept_keys.column_names).aggregate([]),
+                                   keys=removed.column_names, join_type="left anti")
+        times = removed.column("\x00time").to_numpy()
+        return {int(day) for day in np.unique(times // DAY_NS)}
+
+    def _files_by_partition(self) -> dict[Partition, list[str]]:
+        """Every committed exported file, by (node, database, measurement, day)."""
+        out: dict[Partition, list[str]] = {}
+        for node, database, measurement, files in self._db().execute(
+                "SELECT node, database, measurement, files FROM parquet_batches WHERE state='done'"):
+            for rel in json.loads(files):
+                out.setdefault((node, database, measurement, day_number_of(rel)), []).append(rel)
+        return out
+
+    def apply_deletions(self, report: ExportReport | None = None) -> int:
+        """Apply every pending deletion: rewrite the partitions it touched from the cloud view
+        (this pass's snapshot; every visible segment of it is exported by now). Crash-safe order:
+        1. catalog: rewrite row 'writing' + one 'writing' batch per (node, db, measurement) with
+           the new file names (a crash from here to 4 rolls the new files back: `recover`);
+        2. new files written under `.tmp` names, fsynced; 3. moved to their final names;
+        4. catalog, one transaction: new batches 'done', superseded files dropped from their
+           batches, deletions marked applied, rewrite 'committed';
+        5. superseded files deleted, empty partition directories removed (a crash here: `recover`
+           deletes them again); 6. rewrite row deleted. Returns the deletions applied."""
+        report = report if report is not None else ExportReport()
+        deletions = self.pending_deletions()
+        if not deletions:
+            return 0
+        partitions = self.affected_partitions(deletions)
+        if not partitions:
+            self._mark_applied(deletions)
+        else:
+            self._rewrite(sorted(partitions), deletions, report)
+        self.counters["deletions_applied"] += len(deletions)
+        report.deletions_applied += len(deletions)
+        return len(deletions)
+
+    def _mark_applied(self, deletions: list[CloudSegment]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO parquet_applied_deletions VALUES (?, ?, ?, ?)",
+                           [(*key_of(d), time.time_ns()) for d in deletions])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _rewrite(self, partitions: list[Partition], deletions: list[CloudSegment],
+                 report: ExportReport) -> None:
+        db = self._db()
+        current = self._files_by_partition()
+        old_files = sorted(rel for p in partitions for rel in current.get(p, []))
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for node, database, measurement, day in partitions:
+            groups.setdefault((node, database, measurement), []).append(day)
+        planned: dict[tuple[str, str, str], tuple[int, list[tuple[int, str]]]] = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for (node, database, measurement), days in groups.items():
+                cur = db.execute("INSERT INTO parquet_batches (node, database, measurement, state,"
+                                 " files, rows, started_ns) VALUES (?, ?, ?, 'writing', '[]', 0, ?)",
+                                 (node, database, measurement, time.time_ns()))
+                batch_id = int(cur.lastrowid or 0)
+                names = [(day, f"{partition_dir(measurement, day_of(day))}/part-{node}-{batch_id}.parquet")
+                         for day in days]
+                db.execute("UPDATE parquet_batches SET files=? WHERE id=?",
+                           (json.dumps([rel for _d, rel in names]), batch_id))
+                planned[(node, database, measurement)] = (batch_id, names)
+            cur = db.execute("INSERT INTO parquet_rewrites (state, batch_ids, old_files, deletions,"
+                             " started_ns) VALUES ('writing', ?, ?, ?, ?)",
+                             (json.dumps(sorted(b for b, _n in planned.values())),
+                              json.dumps(old_files), json.dumps([key_of(d) for d in deletions]),
+                              time.time_ns()))
+            rewrite_id = int(cur.lastrowid or 0)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._crash_point("rewrite-planned")
+        exported = self.exported_keys()
+        written: dict[int, tuple[list[str], int]] = {}
+        for (node, database, measurement), (batch_id, names) in planned.items():
+            members = sorted((s for s in self._snap().visible
+                              if s.node == node and s.committed.database == database
+                              and s.committed.measurement == measurement and key_of(s) in exported),
+                             key=lambda s: s.order)
+            files, rows = [], 0
+            for day, rel in names:
+                table = self._view_rows(members, day * DAY_NS, (day + 1) * DAY_NS)
+                if table is not None:
+                    self._write_file(rel, table)
+                    files.append(rel)
+                    rows += table.num_rows
+            written[batch_id] = (files, rows)
+        self._crash_point("rewrite-written")
+        for files, _rows in written.values():
+            for rel in files:
+                self._move_file(rel)
+        self._crash_point("rewrite-moved")
+        superseded = set(old_files)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for batch_id, (files, rows) in written.items():
+                db.execute("UPDATE parquet_batches SET files=?, rows=?, state='done', finished_ns=?"
+                           " WHERE id=?", (json.dumps(files), rows, time.time_ns(), batch_id))
+            for batch_id, files in db.execute(
+                    "SELECT id, files FROM parquet_batches WHERE state='done'").fetchall():
+                names_now = json.loads(files)
+                kept = [rel for rel in names_now if rel not in superseded]
+                if len(kept) != len(names_now):
+                    db.execute("UPDATE parquet_batches SET files=? WHERE id=?",
+                               (json.dumps(kept), batch_id))
+            db.executemany("INSERT OR IGNORE INTO parquet_applied_deletions VALUES (?, ?, ?, ?)",
+                           [(*key_of(d), time.time_ns()) for d in deletions])
+            db.execute("UPDATE parquet_rewrites SET state='committed' WHERE id=?", (rewrite_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._crash_point("rewrite-committed")
+        self._finish_rewrite(rewrite_id, old_files)
+        log.info("parquet export: %d deletion(s) applied, %d partition(s) rewritten (%d files "
+                 "replaced by %d)", len(deletions), len(partitions), len(old_files),
+                 sum(len(files) for files, _rows in written.values()))
+        report.rewritten_partitions += len(partitions)
+        report.removed_files.extend(old_files)
+        report.files.extend(rel for files, _rows in written.values() for rel in files)
+        self.counters["rewritten_partitions"] += len(partitions)
+
+    def _finish_rewrite(self, rewrite_id: int, old_files: list[str]) -> None:
+        """Delete a committed rewrite's superseded files (idempotent), drop partition
+        directories left empty, then the rewrite row."""
+        for i, rel in enumerate(old_files):
+            self.counters["rewrite_files_removed"] += self._delete_file(rel)
+            if i == 0:
+                self._crash_point("rewrite-deleting")
+        for directory in sorted({rel.rpartition("/")[0] for rel in old_files}):
+            self._remove_if_empty(directory)
+            self._remove_if_empty(directory.rpartition("/")[0])
+        self._crash_point("rewrite-cleaned")
+        db = self._db()
+        db.execute("DELETE FROM parquet_rewrites WHERE id=?", (rewrite_id,))
+
+    def _remove_if_empty(self, rel_dir: str) -> None:
+        full = self._full(rel_dir)
+        try:
+            if self.fs.get_file_info(full).type != pafs.FileType.Directory:
+                return
+            if self.fs.get_file_info(pafs.FileSelector(full, allow_not_found=True)):
+                return
+            self.fs.delete_dir(full)
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(f"removing empty partition directory {full} failed: {exc}") from exc
+        if self.local:
+            fsync_dir(Path(full).parent)
+
+    def _view_rows(self, members: list[CloudSegment], start_ns: int, end_ns: int) -> pa.Table | None:
+        """Rows of one node's visible segments (precedence order) in [start_ns, end_ns), as the
+        cloud view merges them, in export shape (+ node, database); None when there are none."""
+        members = [s for s in members
+                   if s.committed.max_time_ns >= start_ns and s.committed.min_time_ns < end_ns]
+        if not members:
+            return None
+        first = members[0].committed
+        types = CloudTableSource._field_types(members)
+        tags = sorted({k for s in members for k in s.footer.tag_keys} - {NODE_TAG})
+        schema = pa.schema([pa.field(TIME_COLUMN, pa.timestamp("ns"), nullable=False)]
+                           + [pa.field(k, pa.string()) for k in tags]
+                           + [pa.field(f, t.arrow_type) for f, t in types.items()])
+        tables: list[pa.Table] = []
+        read: list[CloudSegment] = []
+        for s in members:
+            try:
+                table = read_segment(s.committed.path, start_ns=start_ns, end_ns=end_ns)
+            except (SegmentCorrupt, OSError) as exc:
+                raise ExportError(f"segment node={s.node} seq={s.committed.seq} "
+                                  f"({s.committed.path}) unreadable while rewriting: {exc}") from exc
+            if table.num_rows:
+                tables.append(conform(table, schema))
+                read.append(s)
+        if not tables:
+            return None
+        if len(tables) > 1 and _overlapping(read):
+            rows = merge_tables(tables, first.measurement, tags)
+        else:
+            rows = pa.concat_tables(tables).combine_chunks()
+        rows = rows.append_column(NODE_TAG, pa.array([first.node] * rows.num_rows, type=pa.string()))
+        return rows.append_column(DATABASE_COLUMN,
+                                  pa.array([first.database] * rows.num_rows, type=pa.string()))
 
     def status(self) -> dict[str, Any]:
         return {"root": self.config.root_uri, **self.counters, "last_error": self.last_error,
@@ -445,8 +799,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cloud-dir", required=True, type=Path)
     parser.add_argument("--root", required=True, help="Parquet root: directory or URI (s3://...).")
     parser.add_argument("--max-batch-segments", type=int, default=256)
-    parser.add_argument("--kill-self-at", choices=["planned", "written", "moved"], default=None,
-                        help="Fault injection: SIGKILL this process at that stage of the first batch.")
+    parser.add_argument("--kill-self-at", choices=["planned", "written", "moved", *REWRITE_STAGES],
+                        default=None, help="Fault injection: SIGKILL this process at that stage of "
+                        "the first batch or partition rewrite.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     exporter = ParquetExporter(
@@ -457,7 +812,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         exporter.close()
     print(json.dumps({"batches": report.batches, "segments": report.segments, "rows": report.rows,
-                      "files": report.files, "recovered_batches": report.recovered_batches}))
+                      "files": report.files, "recovered_batches": report.recovered_batches,
+                      "deletions_applied": report.deletions_applied,
+                      "rewritten_partitions": report.rewritten_partitions,
+                      "removed_files": report.removed_files}))
     return 0
 
 
