@@ -1,7 +1,7 @@
 """TSBS devops query benchmark: edgets vs InfluxDB 1.6.7 on the same cpu data (100 hosts, 1 day), same run.
 
 Prints the median latency per query type over seeded random instances and the edgets/InfluxDB ratio.
-Usage: python bench/query.py [--instances 5] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
+Usage: python bench/query.py [--instances 10] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def load_cached(out: Path, w: Workload, connections: int) -> tuple[InfluxDBProce
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--instances", type=int, default=5, help="random instances per query type (median taken)")
+    ap.add_argument("--instances", type=int, default=10, help="random instances per query type (median taken)")
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=123)
@@ -230,11 +230,16 @@ def main() -> None:
                 print(f"# {label} idle after {wait_idle(server.proc.pid):.1f} s", flush=True)
         print(f"{'query type':<24}{'edgets ms':>11}{'influx ms':>11}{'ratio':>8}  rows(e/i)  notes")
         ratios: list[float] = []
+        workload: dict[str, list[str]] = {}
         for name in types:
             rng = random.Random(f"{args.seed}:{name}")
-            queries = [QUERY_TYPES[name](rng, w) for _ in range(args.instances)]
-            timed_query(edgets.url, queries[0])  # warm-up, untimed: caches, numba, file handles
-            timed_query(influx.url, queries[0])
+            workload[name] = [QUERY_TYPES[name](rng, w) for _ in range(args.instances)]
+        for _round in range(2):  # warm-up, untimed, every type on both servers before any timing:
+            for name in types:  # caches, numba, file handles; the first type gets no cold start
+                timed_query(edgets.url, workload[name][0])
+                timed_query(influx.url, workload[name][0])
+        for name in types:
+            queries = workload[name]
             ours: list[float] = []
             theirs: list[float] = []
             notes: set[str] = set()

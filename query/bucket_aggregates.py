@@ -6,6 +6,7 @@ Used by the InfluxQL executor when storage already applied every WHERE term (the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,19 @@ from numba import njit
 
 BUCKET_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
 
-GroupedAggregates = dict[tuple[str, ...], dict[int, list[Any]]]
-"""{tag values: {bucket start: [aggregate per spec..., count of values per spec...]}}"""
+@dataclass(slots=True)
+class BucketRuns:
+    """One group's time buckets holding rows (ascending) and, per spec, each bucket's aggregate
+    and how many values it saw (columnar: one list per spec)."""
+
+    buckets: list[int]
+    aggregates: list[list[Any]]
+    counts: list[list[int]]
+
+    def per_bucket(self) -> dict[int, list[Any]]:
+        """{bucket: [aggregate per spec..., count per spec...]}: the executor's generic shape."""
+        columns = [*self.aggregates, *self.counts]
+        return {b: [col[r] for col in columns] for r, b in enumerate(self.buckets)}
 
 
 @njit(cache=True, nogil=True)
@@ -121,10 +133,11 @@ def _group_ids(table: pa.Table, group_tags: Sequence[str]) -> tuple[np.ndarray, 
 
 
 def bucket_aggregates(table: pa.Table, group_tags: Sequence[str], specs: Sequence[tuple[str, str]],
-                      interval: int, offset: int) -> GroupedAggregates:
+                      interval: int, offset: int) -> dict[tuple[str, ...], BucketRuns]:
     """The aggregates `specs` ((function, field) pairs, functions from BUCKET_AGGREGATES, fields
     numeric columns of `table`) of every (group of `group_tags` values, bucket of `interval`
-    ns aligned to `offset`) holding rows. Mean is float; sum, min and max keep the field's type."""
+    ns aligned to `offset`) holding rows. Mean is float; sum, min and max keep the field's type;
+    a bucket without values of a field gets None (count: 0)."""
     n = table.num_rows
     if n == 0:
         return {}
@@ -141,9 +154,6 @@ def bucket_aggregates(table: pa.Table, group_tags: Sequence[str], specs: Sequenc
         key = key[order]
     bounds = run_boundaries(key)
     first = bounds[:-1] if order.shape[0] == 0 else order[bounds[:-1]]
-    run_tags = [[values[c] for c in codes[first].tolist()]
-                for codes, values in zip(tag_codes, dictionaries, strict=True)]
-    run_buckets = buckets[first].tolist()
     columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     aggregates: list[list[Any]] = []
     counts: list[list[int]] = []
@@ -166,30 +176,47 @@ def bucket_aggregates(table: pa.Table, group_tags: Sequence[str], specs: Sequenc
                 out[i] = None
         aggregates.append(out)
         counts.append(count.tolist())
-    groups: GroupedAggregates = {}
-    run_keys = list(zip(*run_tags, strict=True)) if run_tags else [()] * len(run_buckets)
-    for run, (group, bucket) in enumerate(zip(run_keys, run_buckets, strict=True)):
-        groups.setdefault(group, {})[bucket] = [agg[run] for agg in aggregates] + [cnt[run] for cnt in counts]
+    run_buckets = buckets[first].tolist()
+    if not group_tags:
+        return {(): BucketRuns(run_buckets, aggregates, counts)}
+    run_group = group_id[first]
+    cuts = np.flatnonzero(np.diff(run_group)) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(run_buckets)]
+    groups: dict[tuple[str, ...], BucketRuns] = {}
+    for a, b in zip(starts, ends, strict=True):
+        row = int(first[a])
+        group = tuple(values[int(codes[row])] for codes, values in zip(tag_codes, dictionaries, strict=True))
+        groups[group] = BucketRuns(run_buckets[a:b], [agg[a:b] for agg in aggregates],
+                                   [cnt[a:b] for cnt in counts])
     return groups
 
 
-def plain_rows(gaps: list[Any] | None, column_specs: list[int], nspec: int,
-               per_bucket: dict[int, list[Any]], buckets: list[int]) -> list[list[Any]]:
+def plain_rows(gaps: list[Any] | None, column_specs: list[int], runs: BucketRuns,
+               buckets: list[int]) -> list[list[Any]]:
     """Result rows [bucket, value per column] of one group when every column is one plain
-    aggregate (column_specs[k]: its spec's index in per_bucket's lists). `gaps`: each column's
-    value in a bucket without values (None: fill(none), the bucket is left out); [] when no
-    bucket holds a value."""
-    rows: list[list[Any]] = []
+    aggregate (column_specs[k]: its spec's index in runs). `gaps`: each column's value in a
+    bucket of `buckets` without values (None: fill(none), the bucket is left out); [] when no
+    bucket of `buckets` holds a value."""
+    values = [runs.aggregates[i] for i in column_specs]
+    seen = [runs.counts[i] for i in column_specs]
+    if gaps is None:
+        wanted = set(buckets)
+        rows = []
+        for r, bucket in enumerate(runs.buckets):
+            if bucket in wanted and any(c[r] for c in seen):
+                rows.append([bucket, *[v[r] if c[r] else None for v, c in zip(values, seen, strict=True)]])
+        return rows
+    rows = [[bucket, *gaps] for bucket in buckets]
+    position = {bucket: i for i, bucket in enumerate(buckets)}
     present = False
-    for bucket in buckets:
-        raw = per_bucket.get(bucket)
-        if raw is None or not any(raw[nspec:]):
-            if gaps is not None:
-                rows.append([bucket, *gaps])
+    for r, bucket in enumerate(runs.buckets):
+        i = position.get(bucket)
+        if i is None:
             continue
-        present = True
-        if gaps is None:
-            rows.append([bucket, *[raw[i] if raw[nspec + i] else None for i in column_specs]])
-        else:
-            rows.append([bucket, *[raw[i] if raw[nspec + i] else gaps[k] for k, i in enumerate(column_specs)]])
+        row = rows[i]
+        for k, (v, c) in enumerate(zip(values, seen, strict=True)):
+            if c[r]:
+                row[k + 1] = v[r]
+                present = True
     return rows if present else []

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from query import influxql_ast as ast
-from query.bucket_aggregates import BUCKET_AGGREGATES, bucket_aggregates, plain_rows
+from query.bucket_aggregates import BUCKET_AGGREGATES, BucketRuns, bucket_aggregates, plain_rows
 from query.influxql_parser import parse_query
 from query.results import Series, go_duration, statement_result
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
@@ -939,13 +939,15 @@ class QueryExecutor:
         point_time = not interval and calls == 1 and only is not None and only.name in SELECTORS
         spec_list = list(specs.values())
         groups: dict[tuple[str, ...], dict[int, list[Any]]] = {}
+        bucket_runs: dict[tuple[str, ...], BucketRuns] | None = None
         first_time: int | None = None
         limited = False
         numpy_path = pushed and interval and not aux and all(
             s.name in BUCKET_AGGREGATES and not s.distinct and s.field in data.field_types
             and data.field_types[s.field] in (FieldType.FLOAT, FieldType.INTEGER) for s in spec_list)
         if numpy_path:
-            groups = bucket_aggregates(table, group_tags, [(s.name, s.field) for s in spec_list], interval, offset)
+            bucket_runs = bucket_aggregates(table, group_tags, [(s.name, s.field) for s in spec_list],
+                                            interval, offset)
         else:
             aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
             bucket_sql = (
@@ -968,7 +970,8 @@ class QueryExecutor:
                 key = tuple("" if v is None else v for v in row[:ng])
                 groups.setdefault(key, {})[row[ng]] = list(row[ng + 1 :])
         if interval:
-            present = [b for g in groups.values() for b in g]
+            present = ([b for runs in bucket_runs.values() for b in runs.buckets] if bucket_runs is not None
+                       else [b for g in groups.values() for b in g])
             if not present:
                 return []
             if stmt.fill == "none":
@@ -1004,11 +1007,11 @@ class QueryExecutor:
             elif stmt.fill == "null":
                 plain_gaps = [0 if spec_list[i].name == "count" else None for i in plain_columns]
         out: list[Series] = []
-        for key in sorted(groups):
-            per_bucket = groups[key]
-            if plain_columns is not None:
-                rows = plain_rows(plain_gaps, plain_columns, len(spec_list), per_bucket, buckets)
+        for key in sorted(bucket_runs if bucket_runs is not None else groups):
+            if plain_columns is not None and bucket_runs is not None:
+                rows = plain_rows(plain_gaps, plain_columns, bucket_runs[key], buckets)
             else:
+                per_bucket = bucket_runs[key].per_bucket() if bucket_runs is not None else groups[key]
                 rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
                                         point_time, first_time, data.field_types)
             if stmt.sort_fields and not stmt.sort_fields[0].ascending:

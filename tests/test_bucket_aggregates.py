@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query.bucket_aggregates import (
+    BucketRuns,
     bucket_aggregates,
     plain_rows,
     run_boundaries,
@@ -56,7 +57,9 @@ def test_every_function_matches_brute_force(data: st.DataObject, n: int, is_int:
                       "v": pa.array(values, type=pa.int64() if is_int else pa.float64())})
     specs = [(f, "v") for f in FUNCTIONS]
     tags = ["host"] if grouped else []
-    got = bucket_aggregates(table, tags, specs, interval, offset)
+    got = {group: runs.per_bucket() for group, runs in bucket_aggregates(table, tags, specs, interval, offset).items()}
+    for runs in bucket_aggregates(table, tags, specs, interval, offset).values():
+        assert runs.buckets == sorted(runs.buckets)
     for k, function in enumerate(FUNCTIONS):
         expected = brute_force(times, hosts if grouped else ["" for _ in hosts], values, function,
                                interval, offset)
@@ -79,7 +82,7 @@ def test_every_function_matches_brute_force(data: st.DataObject, n: int, is_int:
 
 def test_integer_results_keep_their_type_and_mean_is_float() -> None:
     table = pa.table({"time": pa.array([0, 1, 2], type=pa.int64()), "v": pa.array([1, 2, 4], type=pa.int64())})
-    (cell,) = bucket_aggregates(table, [], [("sum", "v"), ("max", "v"), ("mean", "v")], 10, 0)[()].values()
+    (cell,) = bucket_aggregates(table, [], [("sum", "v"), ("max", "v"), ("mean", "v")], 10, 0)[()].per_bucket().values()
     assert cell[:3] == [7, 4, 7 / 3]
     assert isinstance(cell[0], int) and isinstance(cell[1], int) and isinstance(cell[2], float)
 
@@ -98,7 +101,8 @@ def test_kernels_on_permuted_rows() -> None:
 
 
 def test_plain_rows_fill_and_gaps() -> None:
-    per_bucket = {0: [1.5, 2], 20: [None, 0]}  # one spec: value, count
-    assert plain_rows(None, [0], 1, per_bucket, [0, 10, 20]) == [[0, 1.5]]
-    assert plain_rows([None], [0], 1, per_bucket, [0, 10, 20]) == [[0, 1.5], [10, None], [20, None]]
-    assert plain_rows([0], [0], 1, {20: [None, 0]}, [0, 10, 20]) == []
+    runs = BucketRuns([0, 20], [[1.5, None]], [[2, 0]])  # one spec: bucket 20 saw no value
+    assert plain_rows(None, [0], runs, [0, 10, 20]) == [[0, 1.5]]
+    assert plain_rows([None], [0], runs, [0, 10, 20]) == [[0, 1.5], [10, None], [20, None]]
+    assert plain_rows([0], [0], BucketRuns([20], [[None]], [[0]]), [0, 10, 20]) == []
+    assert plain_rows([-1], [0], runs, [10, 20]) == []  # the only value lies outside `buckets`
