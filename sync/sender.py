@@ -145,6 +145,8 @@ class SyncSender:
         self.last_error: str | None = None  # the current problem; None once a session is up again
         self.last_error_at: float | None = None  # wall time of the latest error (kept as history)
         self.previous_error: str | None = None  # the latest error, kept after it was cleared
+        self.errors_total = 0  # session-ending errors so far
+        self.recent_errors: deque[str] = deque(maxlen=32)  # the latest of them, oldest first
         self.retries = 0
         self.sessions = 0
         self.bytes_sent = 0
@@ -205,6 +207,14 @@ class SyncSender:
         self.last_error = text
         self.previous_error = text
         self.last_error_at = time.time()
+        self.errors_total += 1
+        self.recent_errors.append(text)
+
+    def errors_since(self, count: int) -> list[str]:
+        """The errors noted after the first `count` (errors_total earlier), oldest first; at
+        most the 32 latest."""
+        new = self.errors_total - count
+        return list(self.recent_errors)[-new:] if new > 0 else []
 
     async def _session(self) -> None:
         cfg = self.config
