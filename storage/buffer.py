@@ -71,6 +71,9 @@ def concat_chunks(chunks: list[Chunk]) -> Chunk:
     )
 
 
+_MATCH_CACHE_ENTRIES = 256  # tag filter masks kept per measurement's series index
+
+
 class SeriesIndex:
     """Append-only dictionary of a measurement's tag sets -> measurement-global ids, with cached
     per-series views (rank in series-key order, tag value columns). Readers use a prefix."""
@@ -81,6 +84,7 @@ class SeriesIndex:
         self.ids: dict[TagSet, int] = {}
         self._rank: tuple[int, np.ndarray] | None = None
         self._tag_columns: dict[str, tuple[int, pa.Array]] = {}
+        self._matches: dict[tuple[int, frozenset[tuple[str, frozenset[str]]]], np.ndarray] = {}
 
     def map_ids(self, series: list[TagSet]) -> tuple[np.ndarray, int]:
         """Global ids for a batch's series list (per series, not per row) and bytes added."""
@@ -117,7 +121,19 @@ class SeriesIndex:
         return col
 
     def matching(self, tag_filter: dict[str, set[str]], n: int) -> np.ndarray:
-        """Boolean mask over series ids: every filtered tag has a value in its set."""
+        """Boolean mask over series ids: every filtered tag has a value in its set (cached per
+        filter and series count: dashboards repeat the same filters; the mask is read-only)."""
+        cache_key = (n, frozenset((k, frozenset(v)) for k, v in tag_filter.items()))
+        cached = self._matches.get(cache_key)
+        if cached is not None:
+            return cached
+        if len(self._matches) >= _MATCH_CACHE_ENTRIES:
+            self._matches.clear()
+        keep = self._matches[cache_key] = self._match(tag_filter, n)
+        keep.flags.writeable = False
+        return keep
+
+    def _match(self, tag_filter: dict[str, set[str]], n: int) -> np.ndarray:
         keep = np.ones(n, dtype=bool)
         for key, values in tag_filter.items():
             col = self.tag_column(key, n)
