@@ -87,6 +87,11 @@ class QueryThreads:
             except RuntimeError:  # loop closed meanwhile: nobody waits for the answer
                 pass
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker thread."""
+        return self._jobs.qsize()
+
     def shutdown(self) -> None:
         """Queued jobs are cancelled, running ones finish in the background (threads are daemons)."""
         self._closed = True

@@ -187,7 +187,7 @@ def test_query_threads_shutdown_cancels_queued_jobs() -> None:
         running = asyncio.create_task(threads.run(lambda: (started.set(), release.wait(30))[1]))
         await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
         queued = asyncio.create_task(threads.run(lambda: "never"))
-        await asyncio.sleep(0)  # let the queued task put its job
+        await wait_until_async(lambda: threads.queued == 1, 10, "the second job queued")
         threads.shutdown()
         release.set()
         assert await running is True
