@@ -146,6 +146,17 @@ def day_number_of(rel: str) -> int:
     return (dt.date.fromisoformat(part[4:]) - dt.date(1970, 1, 1)).days
 
 
+def _segments_schema(segments: list[CloudSegment]) -> tuple[pa.Schema, list[str]]:
+    """Reader-shape schema over these segments (time, their tags but `node`, their fields) and
+    its tag keys."""
+    types = CloudTableSource._field_types(segments)
+    tags = sorted({k for s in segments for k in s.footer.tag_keys} - {NODE_TAG})
+    schema = pa.schema([pa.field(TIME_COLUMN, pa.timestamp("ns"), nullable=False)]
+                       + [pa.field(k, pa.string()) for k in tags]
+                       + [pa.field(f, t.arrow_type) for f, t in types.items()])
+    return schema, tags
+
+
 class ParquetExporter:
     """One exporter per cloud_dir (an exclusive lock file). Crash-safe protocol per batch:
     1. catalog: batch row 'writing' with the final file names (committed before any write);
@@ -348,11 +359,7 @@ class ParquetExporter:
 
     def _rows_of(self, batch: list[CloudSegment]) -> pa.Table | None:
         first = batch[0].committed
-        types = CloudTableSource._field_types(batch)
-        tags = sorted({k for s in batch for k in s.footer.tag_keys} - {NODE_TAG})
-        schema = pa.schema([pa.field(TIME_COLUMN, pa.timestamp("ns"), nullable=False)]
-                           + [pa.field(k, pa.string()) for k in tags]
-                           + [pa.field(f, t.arrow_type) for f, t in types.items()])
+        schema, tags = _segments_schema(batch)
         tables = []
         for s in batch:
             try:
@@ -743,11 +750,7 @@ class ParquetExporter:
         if not members:
             return None
         first = members[0].committed
-        types = CloudTableSource._field_types(members)
-        tags = sorted({k for s in members for k in s.footer.tag_keys} - {NODE_TAG})
-        schema = pa.schema([pa.field(TIME_COLUMN, pa.timestamp("ns"), nullable=False)]
-                           + [pa.field(k, pa.string()) for k in tags]
-                           + [pa.field(f, t.arrow_type) for f, t in types.items()])
+        schema, tags = _segments_schema(members)
         tables: list[pa.Table] = []
         read: list[CloudSegment] = []
         for s in members:

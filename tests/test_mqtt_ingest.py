@@ -83,13 +83,17 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
     wait_until(condition, timeout, what, interval=0.01)
 
 
-def publish(broker: Broker, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
-    """Publish as a mapper does (paho, QoS 1) and wait for each PUBACK from the broker."""
+def publish(broker: Broker, messages: list[tuple[str, bytes]], qos: int = 1, retain: bool = False,
+            configure: Callable[[mqtt.Client], None] | None = None) -> None:
+    """Publish as a mapper does (paho, QoS 1) and wait for each PUBACK from the broker;
+    `configure` sets the client up before it connects (TLS, login)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if configure is not None:
+        configure(client)
     client.connect(broker.host, broker.port)
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
+        infos = [client.publish(topic, payload, qos=qos, retain=retain) for topic, payload in messages]
         for info in infos:
             info.wait_for_publish(timeout=DEADLINE_S)
             assert info.is_published()

@@ -23,7 +23,9 @@ from edge_agent.config import MqttSection, describe_options, load_config
 from edge_agent.mqtt_ingest import MqttIngest, broker_settings, topic_summary
 from tests.mosquitto_fixture import Broker, mosquitto_broker
 from tests.server_process import REPO, ServerProcess
+from tests.test_agent_e2e import check, health
 from tests.test_mqtt_ingest import FileSink, datamodel, ingest_config
+from tests.test_mqtt_ingest import publish as publish_plain
 from tests.waiting import wait_until
 
 DEADLINE_S = 20.0
@@ -105,22 +107,14 @@ def publish(broker: Broker, pki: Pki, messages: list[tuple[str, bytes]], retain:
             cert: tuple[Path, Path] | None = None, login: bool = True,
             insecure: bool = False) -> None:
     """A mapper publishing over TLS (QoS 1), logged in unless told; waits for every PUBACK."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.tls_set(ca_certs=str(pki.ca), certfile=str(cert[0]) if cert else None,
-                   keyfile=str(cert[1]) if cert else None)
-    client.tls_insecure_set(insecure)
-    if login:
-        client.username_pw_set(MAPPER_USER, MAPPER_PASSWORD)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=DEADLINE_S)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    def over_tls(client: mqtt.Client) -> None:
+        client.tls_set(ca_certs=str(pki.ca), certfile=str(cert[0]) if cert else None,
+                       keyfile=str(cert[1]) if cert else None)
+        client.tls_insecure_set(insecure)
+        if login:
+            client.username_pw_set(MAPPER_USER, MAPPER_PASSWORD)
+
+    publish_plain(broker, messages, retain=retain, configure=over_tls)
 
 
 def agent_config(tmp: Path, broker: Broker, **mqtt_options: object) -> Path:
@@ -135,12 +129,7 @@ def agent_config(tmp: Path, broker: Broker, **mqtt_options: object) -> Path:
 
 
 def mqtt_check(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=30) as resp:
-            body = json.loads(resp.read())
-    except urllib.error.HTTPError as err:  # 503 while an input is down: same JSON body
-        body = json.loads(err.read())
-    return next(c for c in body["checks"] if c["name"] == "mqtt")
+    return check(health(url), "mqtt")
 
 
 def query_values(url: str, q: str) -> list[list]:
