@@ -66,7 +66,9 @@ class ChildBroker:
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to `mosquitto`, who cannot read our tmp dir
         conf.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen([self.executable, "-c", str(conf)],
+        # own session: Ctrl-C in the terminal reaches the agent only, which stops its intake
+        # (PUBACKs for everything stored) before the demo stops the broker
+        self.process = subprocess.Popen([self.executable, "-c", str(conf)], start_new_session=True,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

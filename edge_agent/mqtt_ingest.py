@@ -350,7 +350,10 @@ class MqttIngest:
                 self._last_error = f"disconnected from {self._address}: {detail}"
             self._lock.notify_all()
         if was_connected and reason.is_failure:
-            log.warning("mqtt connection to %s lost: %s", self._address, detail)
+            if self._stopping:  # our own shutdown: not a problem worth a warning
+                log.info("mqtt connection to %s closed at shutdown: %s", self._address, detail)
+            else:
+                log.warning("mqtt connection to %s lost: %s", self._address, detail)
         elif not was_connected and not refused and not self._stopping:
             # Closed before a CONNACK: e.g. the broker wanted a client certificate (TLS 1.3
             # reports that after the handshake) or dropped us on a protocol error.
