@@ -761,10 +761,15 @@ class QueryExecutor:
             max_ns = now if interval else MAX_TIME_NS
         if min_ns > max_ns:
             return []
+        tag_keys = set(data.tag_keys)
+        # pushed: storage applies every WHERE term (tag equalities) itself
+        pushed = self.fast_paths and data.filters_tags and all(
+            _tag_equalities(term, tag_keys) is not None for term in _conjuncts(rest))
         needed = set()
         for col in columns:
             needed |= _var_names(col.expr)
-        needed |= _var_names(rest) if rest is not None else set()
+        if not pushed:  # the WHERE is evaluated on the rows read: its columns are needed
+            needed |= _var_names(rest) if rest is not None else set()
         needed |= set(group_tags)
         if is_raw:
             needed |= set(data.tag_keys)  # tie-breakers for rows at equal times
@@ -794,9 +799,6 @@ class QueryExecutor:
             where = ctx.condition(rest) if rest is not None else "TRUE"
             with self._registered(table) as view:
                 return self._raw(stmt, data, view, columns, group_tags, where, ctx)
-        pushed = self.fast_paths and data.filters_tags and all(
-            _tag_equalities(term, set(data.tag_keys)) is not None for term in _conjuncts(rest))
-        # pushed: storage applied every WHERE term (tag equalities) already
         where = "TRUE" if rest is None or pushed else ctx.condition(rest)
         return self._aggregate(stmt, data, table, columns, group_tags, where, ctx, interval,
                                offset, min_ns if trange.min_ns is not None else None, max_ns, pushed)
