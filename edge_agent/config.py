@@ -99,6 +99,9 @@ class QuerySection:
         200_000, "A /query estimated (from segment footers) to decode at most this many values runs on "
         "the event loop instead of a worker thread: ~0.5 ms faster, blocks other requests for ~1-3 ms "
         "at most (0: never).")
+    chunk_cache: int = opt(
+        32 * 2**20, "Decoded segment chunks kept in memory for reuse by later queries (LRU; dashboards "
+        "re-reading recent windows skip read, checksum and decode). 0 = off.", "size")
 
 
 TWIN_TOPICS = ["$hw/events/device/+/+/twin/update", "$hw/events/device/+/twin/update"]

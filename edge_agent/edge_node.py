@@ -55,6 +55,7 @@ def storage_config(config: Config) -> StorageConfig:
         flush_window_ns=int(s.segment_window * 1e9),
         unsynced_policy=s.unsynced_policy,
         compaction_enabled=s.compaction,
+        chunk_cache_bytes=config.query.chunk_cache,
         flush_on_close=True,  # a graceful stop leaves an empty WAL behind
         deletes_need_guard=bool(config.sync.url),  # retention waits for the sync ledger's guard
     )

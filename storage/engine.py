@@ -118,6 +118,7 @@ class StorageConfig:
     compaction_max_input_rows: int = 8_000_000
     compaction_pause_s: float = 1.0
     compaction_idle_s: float = 30.0
+    chunk_cache_bytes: int = 32 * 2**20  # decoded segment chunks kept for reads (0: none)
 
 
 class StorageError(Exception):
@@ -243,7 +244,7 @@ class StorageEngine:
         self._wal_bytes_at_scan = 0
         self._segment_bytes_at_scan = 0
         # segments
-        self._store = SegmentStore(self._data_dir)
+        self._store = SegmentStore(self._data_dir, config.chunk_cache_bytes)
         if self.config.deletes_need_guard:  # the sync ledger is not attached yet: nothing is synced
             self._store.set_delete_guard(lambda info: False)
         self._flush_lock = threading.Lock()  # one flush at a time; DELETE/DROP exclude flushes
@@ -1039,6 +1040,35 @@ class StorageEngine:
             table = table.select([c for c in table.column_names if c == TIME_COLUMN or c in wanted])
         return table
 
+    def read_columns(self, db: str, measurement: str, *, start_ns: int | None, end_ns: int | None,
+                     fields: list[str], tag_filter: dict[str, set[str]] | None) -> list[ColumnPart] | None:
+        """The numeric `fields` of the rows read() would return (start <= time < end matching
+        tag_filter) as numpy parts in no particular order, for aggregates that need neither row
+        order nor tags. None when two parts could hold the same (series, time): only read()'s
+        merge can then say which value wins."""
+        snap = self._buffer.snapshot(db, measurement)  # before the segments, as _read
+        types, all_tags, infos = self._schema(db, measurement)
+        parts: list[ColumnPart] = []
+        if infos:
+            for _info, rows in self._store.read_rows(db, measurement, start_ns=start_ns, end_ns=end_ns,
+                                                     fields=fields, tag_filter=tag_filter):
+                if not rows.unique():
+                    return None
+                parts.append(ColumnPart(rows.time, {f: numeric_column(rows.fields[f])
+                                                    for f in fields if f in rows.fields}))
+        if snap is not None:
+            chunks, index, n_series = snap
+            table = assemble(chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
+                             columns=[f for f in fields if f in types], tag_filter=tag_filter)
+            if table.num_rows:  # assemble merged the buffer's own duplicates
+                parts.append(ColumnPart(time_array(table), {f: numeric_column(table.column(f))
+                                                            for f in fields if f in table.column_names}))
+        if len(parts) > 1:
+            spans = sorted((int(p.time.min()), int(p.time.max())) for p in parts)
+            if any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False)):
+                return None
+        return parts
+
     def estimate_rows(self, db: str, measurement: str, *, start_ns: int | None = None,
                       end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None) -> int:
         """About how many rows read() with these bounds would decode: the segments' matching
@@ -1256,6 +1286,7 @@ class StorageEngine:
             "compactions": self._compactor.merges,
             "retention_dropped_segments": self._retention.dropped_segments,
             "retention_blocked_unsynced": self._retention.blocked_unsynced,
+            **self._store.chunk_cache.stats(),
         }
 
 
@@ -1308,6 +1339,28 @@ def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.T
                 col = pa.chunked_array([pa.nulls(n, atype)])
         arrays.append(col)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+@dataclass(slots=True)
+class ColumnPart:
+    """One part of a read_columns(): int64 ns times and, per numeric field the part holds,
+    (values, validity); validity is empty when every row has a value (nulls hold 0)."""
+
+    time: np.ndarray
+    fields: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+_ALL_VALID = np.empty(0, dtype=np.bool_)
+
+
+def numeric_column(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(values with nulls as 0, validity or an empty array when nothing is null) of a numeric column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count == 0:
+        return column.to_numpy(zero_copy_only=False), _ALL_VALID
+    valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return column.fill_null(0).to_numpy(zero_copy_only=False), valid
 
 
 @dataclass

@@ -24,6 +24,7 @@ import zstandard
 from numba import njit
 
 from storage.batch import TIME_COLUMN, FieldType, TagSet, series_key
+from storage.chunk_cache import ChunkCache
 from storage.codecs import (
     CodecError,
     codec_of,
@@ -185,6 +186,7 @@ class SegmentFooter:
     _tag_columns: dict[str, pa.Array] = field(default_factory=dict, repr=False)
     _value_ids: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
     _group_stats: np.ndarray | None = field(default=None, repr=False)
+    _selections: dict[Any, SeriesSelection] = field(default_factory=dict, repr=False)
 
     @property
     def series_count(self) -> int:
@@ -739,6 +741,29 @@ def _decode(path: Path, c: ChunkMeta, data: bytes, ftype: FieldType | None) -> A
     return out
 
 
+class ChunkReader:
+    """Checked, decoded chunks of one open segment file; through `cache` when given (decoded
+    arrays are then shared: numpy ones are made read-only)."""
+
+    __slots__ = ("cache", "fh", "path")
+
+    def __init__(self, fh: BinaryIO, path: Path, cache: ChunkCache | None) -> None:
+        self.fh, self.path, self.cache = fh, path, cache
+
+    def decoded(self, c: ChunkMeta, ftype: FieldType | None) -> Any:
+        cache = self.cache
+        if cache is None:
+            return _decode(self.path, c, _read_chunk(self.fh, self.path, c), ftype)
+        key = (self.path, c.offset, c.crc)
+        found = cache.get(key)
+        if found is None:
+            found = _decode(self.path, c, _read_chunk(self.fh, self.path, c), ftype)
+            if isinstance(found, np.ndarray):
+                found.flags.writeable = False
+            cache.put(key, found, found.nbytes)
+        return found
+
+
 def series_matching(footer: SegmentFooter, tag_filter: dict[str, set[str]] | None) -> np.ndarray:
     """bool per series id: does the series satisfy every `key in values` condition?
 
@@ -759,6 +784,35 @@ def series_matching(footer: SegmentFooter, tag_filter: dict[str, set[str]] | Non
     return ok
 
 
+@dataclass(slots=True)
+class SeriesSelection:
+    """The series of one segment a tag filter selects: bool per series id, whether that is
+    any / all of them, and prefix[s] = how many ids below s match (row-group tests)."""
+
+    ok: np.ndarray
+    any: bool
+    all: bool
+    prefix: np.ndarray
+
+
+_SELECTIONS_PER_FOOTER = 256
+
+
+def series_selection(footer: SegmentFooter, tag_filter: dict[str, set[str]] | None) -> SeriesSelection:
+    """series_matching with its summaries, cached per footer and filter (footers are immutable;
+    a footer keeps its last _SELECTIONS_PER_FOOTER filters)."""
+    key = tuple(sorted((k, tuple(sorted(v))) for k, v in tag_filter.items())) if tag_filter else ()
+    found = footer._selections.get(key)
+    if found is None:
+        ok = series_matching(footer, tag_filter)
+        found = SeriesSelection(ok, bool(ok.any()), bool(ok.all()),
+                                np.concatenate(([0], np.cumsum(ok, dtype=np.int64))))
+        if len(footer._selections) >= _SELECTIONS_PER_FOOTER:
+            footer._selections.clear()
+        footer._selections[key] = found
+    return found
+
+
 def output_schema(footer: SegmentFooter, columns: list[str] | None) -> pa.Schema:
     """Reader-shape schema of a projection (columns missing from this segment are left out)."""
     schema = footer.schema
@@ -766,6 +820,15 @@ def output_schema(footer: SegmentFooter, columns: list[str] | None) -> pa.Schema
         return schema
     wanted = [TIME_COLUMN] + [c for c in dict.fromkeys(columns) if c != TIME_COLUMN and c in schema.names]
     return pa.schema([schema.field(c) for c in wanted], metadata=schema.metadata)
+
+
+@njit(cache=True, nogil=True)
+def repeats_key(time: np.ndarray, series_id: np.ndarray) -> bool:
+    """Does any row share (series, time) with the row before it?"""
+    for i in range(1, time.shape[0]):
+        if time[i] == time[i - 1] and series_id[i] == series_id[i - 1]:
+            return True
+    return False
 
 
 @dataclass
@@ -783,8 +846,7 @@ class SegmentRows:
 
     def unique(self) -> bool:
         """No two rows share (series, time) (the writer keeps duplicates it is given)."""
-        t, s = self.time, self.series_id
-        return not bool(np.any((t[1:] == t[:-1]) & (s[1:] == s[:-1])))
+        return not repeats_key(self.time, self.series_id)
 
     def runs(self) -> tuple[list[str], np.ndarray]:
         """Series key of each run of equal series id, and the run offsets (runs + 1)."""
@@ -814,24 +876,26 @@ class SegmentRows:
 
 def read_segment(path: Path, *, columns: list[str] | None = None, start_ns: int | None = None,
                  end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None,
-                 footer: SegmentFooter | None = None) -> pa.Table:
+                 footer: SegmentFooter | None = None, cache: ChunkCache | None = None) -> pa.Table:
     """Rows with start_ns <= time < end_ns whose series matches tag_filter, projected to
     `columns` (+ time). Decodes only the row groups and chunks it needs and verifies their CRCs.
-    `footer`: the file's already checked footer (SegmentStore caches them)."""
+    `footer`: the file's already checked footer (SegmentStore caches them); `cache`: decoded
+    chunks to reuse and fill."""
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:  # pread only: no buffer, no isatty probe
         if footer is None:
             footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
         schema = output_schema(footer, columns)
         fields = [f.name for f in schema if f.name in footer.fields]
-        rows = _read_rows(fh, path, footer, fields, start_ns, end_ns, tag_filter, None)
+        rows = _read_rows(ChunkReader(fh, path, cache), footer, fields, start_ns, end_ns, tag_filter, None)
     return schema.empty_table() if rows is None else rows.to_table(schema)
 
 
 def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: int | None = None,
                       end_ns: int | None = None, tag_filter: dict[str, set[str]] | None = None,
                       footer: SegmentFooter | None = None, tail: int | None = None,
-                      field_filter: Sequence[FieldCondition] = ()) -> SegmentRows | None:
+                      field_filter: Sequence[FieldCondition] = (),
+                      cache: ChunkCache | None = None) -> SegmentRows | None:
     """As read_segment, but the rows stay columnar with series ids (None: no row selected).
     `fields`: field columns to decode (None: all; names the segment lacks are ignored).
     `tail`: keep only the last `tail` rows of each series among those with at least one
@@ -843,11 +907,12 @@ def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: 
     if tail is not None and field_filter:
         raise ValueError(f"{path}: read_segment_rows takes tail or field_filter, not both")
     path = path if isinstance(path, Path) else Path(path)
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:
         if footer is None:
             footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
         names = sorted(footer.fields) if fields is None else [f for f in dict.fromkeys(fields) if f in footer.fields]
-        return _read_rows(fh, path, footer, names, start_ns, end_ns, tag_filter, tail, field_filter)
+        return _read_rows(ChunkReader(fh, path, cache), footer, names, start_ns, end_ns, tag_filter, tail,
+                         field_filter)
 
 
 def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:
@@ -858,21 +923,21 @@ def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:
     return np.repeat(np.arange(g.min_series, g.max_series + 1, dtype=np.int64), counts)
 
 
-def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str], start_ns: int | None,
+def _read_rows(reader: ChunkReader, footer: SegmentFooter, fields: list[str], start_ns: int | None,
                end_ns: int | None, tag_filter: dict[str, set[str]] | None, tail: int | None,
                field_filter: Sequence[FieldCondition] = ()) -> SegmentRows | None:
     lo = footer.min_time_ns if start_ns is None else max(start_ns, footer.min_time_ns)
     hi = footer.max_time_ns + 1 if end_ns is None else min(end_ns, footer.max_time_ns + 1)
     if lo >= hi:
         return None
-    series_ok = series_matching(footer, tag_filter)
-    if not series_ok.any():
+    selection = series_selection(footer, tag_filter)
+    if not selection.any:
         return None
-    all_series = bool(series_ok.all())
+    series_ok, all_series = selection.ok, selection.all
     need: np.ndarray | None = None
     if tail is not None:
         need = np.where(series_ok, int(tail), 0).astype(np.int64)
-    groups = [footer.row_groups[i] for i in _groups_touched(footer, series_ok, lo, hi).tolist()]
+    groups = [footer.row_groups[i] for i in groups_touched(footer.group_stats(), selection.prefix, lo, hi).tolist()]
     if need is not None:
         groups.reverse()  # newest rows of each series first
     picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray, dict[str, pa.Array]]] = []
@@ -880,12 +945,12 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
         if need is not None and not need[g.min_series:g.max_series + 1].any():
             continue
         tc = g.chunks[(TIME_COLUMN, ROLE_TIME)]
-        times = _decode(path, tc, _read_chunk(fh, path, tc), None)
+        times = reader.decoded(tc, None)
         decoded: dict[str, pa.Array] = {}
         if need is None:  # rows by series runs and binary search on time: no per-row masks
             sel, sid_sel = _selected_rows(footer, g, series_ok, all_series, times, lo, hi)
             if field_filter and sid_sel is not None:
-                sel, sid_sel = _filter_selected(fh, path, footer, g, field_filter, decoded, times, sel, sid_sel)
+                sel, sid_sel = _filter_selected(reader, footer, g, field_filter, decoded, times, sel, sid_sel)
             if sid_sel is not None:
                 picked.append((g, times[sel], sel, sid_sel, decoded))
             continue
@@ -896,7 +961,7 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
         if lo > g.min_time_ns or hi <= g.max_time_ns:
             in_range = (times >= lo) & (times < hi)
             mask = in_range if mask is None else mask & in_range
-        mask = _tail_mask(fh, path, g, fields, sid, need, mask)
+        mask = _tail_mask(reader, g, fields, sid, need, mask)
         if mask is None:
             sel: np.ndarray | slice = slice(None)
         else:
@@ -911,7 +976,7 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
         return None
     out_fields: dict[str, pa.Array] = {}
     for name in fields:
-        pieces = [_pick(decoded[name], sel) if name in decoded else _read_field(fh, path, footer, g, name, sel)
+        pieces = [_pick(decoded[name], sel) if name in decoded else _read_field(reader, footer, g, name, sel)
                   for g, _t, sel, _s, decoded in picked]
         out_fields[name] = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
     times = picked[0][1] if len(picked) == 1 else np.concatenate([p[1] for p in picked])
@@ -919,11 +984,17 @@ def _read_rows(fh: BinaryIO, path: Path, footer: SegmentFooter, fields: list[str
     return SegmentRows(footer, times, sids, out_fields)
 
 
-def _groups_touched(footer: SegmentFooter, series_ok: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Indexes of the row groups holding rows with lo <= time < hi of a series with series_ok."""
-    ok_prefix = np.concatenate(([0], np.cumsum(series_ok, dtype=np.int64)))
-    min_t, max_t, min_s, max_s = footer.group_stats()
-    return np.flatnonzero((max_t >= lo) & (min_t < hi) & (ok_prefix[max_s + 1] > ok_prefix[min_s]))
+@njit(cache=True, nogil=True)
+def groups_touched(stats: np.ndarray, prefix: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Indexes of the row groups (stats: SegmentFooter.group_stats()) holding rows with
+    lo <= time < hi of a selected series (prefix: SeriesSelection.prefix)."""
+    out = np.empty(stats.shape[1], dtype=np.int64)
+    k = 0
+    for i in range(stats.shape[1]):
+        if stats[1, i] >= lo and stats[0, i] < hi and prefix[stats[3, i] + 1] > prefix[stats[2, i]]:
+            out[k] = i
+            k += 1
+    return out[:k]
 
 
 def rows_to_decode(footer: SegmentFooter, start_ns: int, end_ns: int,
@@ -932,8 +1003,7 @@ def rows_to_decode(footer: SegmentFooter, start_ns: int, end_ns: int,
     estimate from the footer alone)."""
     if start_ns > footer.max_time_ns or end_ns <= footer.min_time_ns:
         return 0
-    series_ok = series_matching(footer, tag_filter)
-    touched = _groups_touched(footer, series_ok, start_ns, end_ns)
+    touched = groups_touched(footer.group_stats(), series_selection(footer, tag_filter).prefix, start_ns, end_ns)
     return sum(footer.row_groups[i].rows for i in touched.tolist())
 
 
@@ -980,12 +1050,12 @@ def selected_runs(series_rows: np.ndarray, s0: int, s1: int, row_start: int, row
     return starts[:k], ends[:k], ids[:k]
 
 
-def _filter_selected(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup,
+def _filter_selected(reader: ChunkReader, footer: SegmentFooter, g: RowGroup,
                      conditions: Sequence[FieldCondition], decoded: dict[str, pa.Array], times: np.ndarray,
                      sel: slice | np.ndarray, sid: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray | None]:
     """The selected rows whose field conditions hold; rows sharing (series, time) are all kept
     (the caller merges them before filtering again)."""
-    hit = _condition_mask(fh, path, footer, g, conditions, decoded)[sel]
+    hit = _condition_mask(reader, footer, g, conditions, decoded)[sel]
     t = times[sel]
     pairs = np.flatnonzero((t[1:] == t[:-1]) & (sid[1:] == sid[:-1]))
     hit[pairs] = True
@@ -1016,7 +1086,7 @@ def condition_mask(column: pa.Array | pa.ChunkedArray | None, op: str, value: fl
     return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
-def _condition_mask(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup,
+def _condition_mask(reader: ChunkReader, footer: SegmentFooter, g: RowGroup,
                     conditions: Sequence[FieldCondition], decoded: dict[str, pa.Array]) -> np.ndarray:
     """bool per row of group g: every condition holds; decoded condition columns go to `decoded`."""
     hit = np.ones(g.rows, dtype=np.bool_)
@@ -1027,12 +1097,12 @@ def _condition_mask(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup
             continue
         col = decoded.get(name)
         if col is None:
-            col = decoded[name] = _read_field(fh, path, footer, g, name, slice(None))
+            col = decoded[name] = _read_field(reader, footer, g, name, slice(None))
         hit &= condition_mask(col, op, value)
     return hit
 
 
-def _tail_mask(fh: BinaryIO, path: Path, g: RowGroup, fields: list[str], sid: np.ndarray,
+def _tail_mask(reader: ChunkReader, g: RowGroup, fields: list[str], sid: np.ndarray,
                need: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Rows of the group among the last need[s] qualifying rows of their series s; updates need."""
     ok = need[sid] > 0 if mask is None else mask & (need[sid] > 0)
@@ -1040,7 +1110,7 @@ def _tail_mask(fh: BinaryIO, path: Path, g: RowGroup, fields: list[str], sid: np
         present = np.zeros(g.rows, dtype=np.bool_)
         for name in fields:
             vc = g.chunks[(name, ROLE_VALIDITY)]
-            present |= _decode(path, vc, _read_chunk(fh, path, vc), None)
+            present |= reader.decoded(vc, None)
         ok &= present
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
@@ -1058,23 +1128,23 @@ def _tail_mask(fh: BinaryIO, path: Path, g: RowGroup, fields: list[str], sid: np
     return out
 
 
-def _read_field(fh: BinaryIO, path: Path, footer: SegmentFooter, g: RowGroup, name: str,
+def _read_field(reader: ChunkReader, footer: SegmentFooter, g: RowGroup, name: str,
                 sel: np.ndarray | slice) -> pa.Array:
     """The field column of row group g at the selected rows (nulls where absent)."""
     ftype = footer.fields[name]
     dc = g.chunks.get((name, ROLE_VALUES))
     if dc is None:
-        raise SegmentCorrupt(path, 0, f"row group {g.index} has no values chunk for {name!r}")
-    values = _decode(path, dc, _read_chunk(fh, path, dc), ftype)
+        raise SegmentCorrupt(reader.path, 0, f"row group {g.index} has no values chunk for {name!r}")
+    values = reader.decoded(dc, ftype)
     vc = g.chunks.get((name, ROLE_VALIDITY))
     if vc is None:
         if dc.null_count != 0 or dc.count != g.rows:
-            raise SegmentCorrupt(path, dc.offset, f"values of {name!r} in row group {g.index}: {dc.count} "
+            raise SegmentCorrupt(reader.path, dc.offset, f"values of {name!r} in row group {g.index}: {dc.count} "
                                                   f"values for {g.rows} rows and no validity chunk")
         return _pick(values, sel)
-    valid = _decode(path, vc, _read_chunk(fh, path, vc), None)
+    valid = reader.decoded(vc, None)
     if len(valid) != g.rows or int((~valid).sum()) != vc.null_count:
-        raise SegmentCorrupt(path, vc.offset, f"validity of {name!r} disagrees with its null count")
+        raise SegmentCorrupt(reader.path, vc.offset, f"validity of {name!r} disagrees with its null count")
     if vc.null_count == 0:
         return _pick(values, sel)
     position = np.cumsum(valid, dtype=np.int64) - 1

@@ -14,6 +14,7 @@ from typing import TypeVar
 import pyarrow as pa
 
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS
+from storage.chunk_cache import ChunkCache
 from storage.fsio import (
     CorruptFileError,
     fsync_dir,
@@ -68,8 +69,9 @@ class SegmentStore:
     Thread-safe: an in-memory index (seq -> SegmentInfo) guarded by a lock; files are immutable.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, chunk_cache_bytes: int = 0) -> None:
         self.root = Path(root)
+        self.chunk_cache = ChunkCache(chunk_cache_bytes)  # decoded chunks of query reads
         self.segments_dir = self.root / SEGMENTS_DIR
         self.quarantine_dir = self.root / QUARANTINE_DIR
         self._lock = threading.RLock()
@@ -318,7 +320,7 @@ class SegmentStore:
         footer; a corrupt segment is quarantined, logged and skipped."""
         def one(info: SegmentInfo, footer: SegmentFooter) -> pa.Table:
             return read_segment(info.path, columns=columns, start_ns=start_ns, end_ns=end_ns,
-                                tag_filter=tag_filter, footer=footer)
+                                tag_filter=tag_filter, footer=footer, cache=self._read_cache)
         return [t for _info, t in self._each(database, measurement, start_ns, end_ns, one) if t.num_rows]
 
     def read_rows(self, database: str, measurement: str, *, start_ns: int | None = None,
@@ -332,8 +334,12 @@ class SegmentStore:
         def one(info: SegmentInfo, footer: SegmentFooter) -> SegmentRows | None:
             return read_segment_rows(info.path, fields=fields, start_ns=start_ns, end_ns=end_ns,
                                      tag_filter=tag_filter, footer=footer, tail=tail,
-                                     field_filter=field_filter)
+                                     field_filter=field_filter, cache=self._read_cache)
         return [(i, r) for i, r in self._each(database, measurement, start_ns, end_ns, one) if r is not None]
+
+    @property
+    def _read_cache(self) -> ChunkCache | None:
+        return self.chunk_cache if self.chunk_cache.max_bytes else None
 
     def _each(self, database: str, measurement: str, start_ns: int | None, end_ns: int | None,
               read_one: Callable[[SegmentInfo, SegmentFooter], _T]) -> list[tuple[SegmentInfo, _T]]:

@@ -1,0 +1,114 @@
+"""Decoded-chunk cache: LRU bounds, reads through it equal reads without it, shared arrays are
+read-only; cached series selections equal fresh ones; the engine reports the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from storage.chunk_cache import ChunkCache
+from storage.engine import StorageConfig, StorageEngine
+from storage.segment_format import (
+    read_footer,
+    read_segment,
+    read_segment_rows,
+    series_matching,
+    series_selection,
+    write_segment,
+)
+
+HOSTS = ["a", "b", "c", "d", "e", "f"]
+
+
+def _table(n: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "time": pa.array(rng.integers(0, 10_000, n), type=pa.timestamp("ns")),
+        "host": pa.array([HOSTS[i] for i in rng.integers(0, len(HOSTS), n)], type=pa.string()),
+        "zone": pa.array([None if i % 3 == 0 else "x" for i in range(n)], type=pa.string()),
+        "f": pa.array([None if i % 4 == 1 else float(i) for i in range(n)], type=pa.float64()),
+        "i": pa.array(rng.integers(-50, 50, n), type=pa.int64()),
+    })
+
+
+def test_lru_keeps_recent_entries_within_the_budget() -> None:
+    cache = ChunkCache(100)
+    cache.put("a", "A", 40)
+    cache.put("b", "B", 40)
+    assert cache.get("a") == "A"  # a is now the most recent
+    cache.put("c", "C", 40)  # over budget: b (least recent) goes
+    assert cache.get("b") is None and cache.get("a") == "A" and cache.get("c") == "C"
+    cache.put("huge", "H", 101)  # larger than the whole budget: not kept, nothing evicted
+    assert cache.get("huge") is None and cache.get("a") == "A"
+    cache.put("a", "A2", 10)  # replacing an entry re-counts its bytes
+    assert cache.stats() == {"chunk_cache_bytes": 50, "chunk_cache_entries": 2,
+                             "chunk_cache_hits": 4, "chunk_cache_misses": 2}
+    off = ChunkCache(0)
+    off.put("x", "X", 1)
+    assert off.get("x") is None
+    with pytest.raises(ValueError, match="chunk cache size"):
+        ChunkCache(-1)
+
+
+def test_reads_through_the_cache_equal_plain_reads(tmp_path: Path) -> None:
+    path = tmp_path / "s.seg"
+    write_segment(path, database="d", measurement="m", seq=1, table=_table(3000, 1), row_group_rows=256)
+    footer = read_footer(path)
+    cache = ChunkCache(64 * 2**20)
+    cases = [dict(start_ns=None, end_ns=None, tag_filter=None), dict(start_ns=2000, end_ns=7000, tag_filter=None),
+             dict(start_ns=100, end_ns=9000, tag_filter={"host": {"b", "e"}}),
+             dict(start_ns=None, end_ns=5000, tag_filter={"zone": {""}})]
+    for case in cases:
+        plain = read_segment(path, footer=footer, **case)  # type: ignore[arg-type]
+        for _ in range(2):  # the second read is served from the cache
+            assert read_segment(path, footer=footer, cache=cache, **case).equals(plain)  # type: ignore[arg-type]
+    assert cache.hits > 0 and cache.misses > 0
+    hits = cache.hits
+    rows = read_segment_rows(path, fields=["f", "i"], footer=footer, cache=cache, tail=2)
+    again = read_segment_rows(path, fields=["f", "i"], footer=footer, tail=2)
+    assert rows is not None and again is not None
+    assert rows.time.tolist() == again.time.tolist() and rows.fields["f"].equals(again.fields["f"])
+    assert cache.hits > hits  # the tail read found the chunks the full reads decoded
+    small = tmp_path / "small.seg"
+    write_segment(small, database="d", measurement="m", seq=2, table=_table(100, 3))  # one row group
+    rows = read_segment_rows(small, fields=["f"], cache=cache)
+    assert rows is not None and not rows.time.flags.writeable  # a view of the cached chunk: read-only
+    with pytest.raises(ValueError):
+        rows.time[0] = 1
+
+
+def test_cached_series_selection_equals_a_fresh_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.seg"
+    write_segment(path, database="d", measurement="m", seq=1, table=_table(500, 2))
+    footer = read_footer(path)
+    filters = [None, {}, {"host": {"a"}}, {"host": {"a", "zz"}}, {"zone": {""}}, {"zone": {"x"}, "host": {"c", "d"}},
+               {"nothere": {"v"}}, {"nothere": {""}}]
+    for _ in range(2):
+        for tag_filter in filters:
+            selection = series_selection(footer, tag_filter)
+            fresh = series_matching(footer, tag_filter)
+            assert selection.ok.tolist() == fresh.tolist()
+            assert selection.any == bool(fresh.any()) and selection.all == bool(fresh.all())
+            assert selection.prefix.tolist() == [0, *np.cumsum(fresh).tolist()]
+    assert len(footer._selections) == 7  # None and {} share the empty key
+
+
+def test_engine_reads_fill_and_report_the_cache(tmp_path: Path) -> None:
+    with StorageEngine(StorageConfig(tmp_path / "on", fsync="never", background=False)) as engine, \
+            StorageEngine(StorageConfig(tmp_path / "off", fsync="never", background=False,
+                                        chunk_cache_bytes=0)) as uncached:
+        for eng in (engine, uncached):
+            eng.create_database("d")
+            from ingest.lineproto import parse_lines
+            body = "\n".join(f"m,host={HOSTS[k % 6]} v={k}.5,n={k}i {1_000_000_000 * k}" for k in range(2000))
+            eng.write("d", list(parse_lines(body.encode(), "ns").batches.values()))
+            eng.flush_all()
+        for _ in range(2):
+            ours = engine.read("d", "m", start_ns=10**11, end_ns=10**12, tag_filter={"host": {"b"}})
+            assert ours.equals(uncached.read("d", "m", start_ns=10**11, end_ns=10**12, tag_filter={"host": {"b"}}))
+        stats, off = engine.stats(), uncached.stats()
+        assert stats["chunk_cache_hits"] > 0 and stats["chunk_cache_bytes"] > 0
+        assert off["chunk_cache_hits"] == 0 and off["chunk_cache_bytes"] == 0
