@@ -61,8 +61,9 @@ def warm_segments() -> None:
 
 
 def warm_query() -> None:
-    from query.bucket_aggregates import bucket_aggregates
+    from query.bucket_aggregates import FOLD_MAX, FOLD_SUM, bucket_aggregates, fold_buckets
     from query.results import format_times
+    from storage.segment_format import repeats_key
 
     format_times(np.array([0, 1_500_000_000_000_000_001], dtype=np.int64), None)
 
@@ -71,6 +72,12 @@ def warm_query() -> None:
         table = pa.table({"time": pa.array([2, 1, 0], type=pa.int64()), "v": values})
         bucket_aggregates(table, [], specs, 1, 0)  # unsorted: the permuted kernels
         bucket_aggregates(table.slice(2), [], specs, 1, 0)
+    times = np.array([0, 1, 2], dtype=np.int64)
+    repeats_key(times, times)
+    for dtype in (np.float64, np.int64):  # the fast aggregate path's dense folds
+        for kind in (FOLD_SUM, FOLD_MAX):
+            fold_buckets(times, np.ones(3, dtype=dtype), np.empty(0, dtype=np.bool_), 0, 1, kind,
+                         np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64))
 
 
 def warm_up() -> float:

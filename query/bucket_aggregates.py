@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from storage.engine import ColumnPart, numeric_column
+
 BUCKET_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
 
 @dataclass(slots=True)
@@ -105,12 +107,8 @@ def run_extremes(values: np.ndarray, valid: np.ndarray, order: np.ndarray, bound
 
 def _valid_values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values with nulls as 0, validity) of a numeric column as numpy arrays."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count == 0:
-        return column.to_numpy(zero_copy_only=False), np.ones(len(column), dtype=np.bool_)
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    return column.fill_null(0).to_numpy(zero_copy_only=False), valid
+    values, valid = numeric_column(column)
+    return values, (valid if valid.shape[0] else np.ones(len(values), dtype=np.bool_))
 
 
 def _group_ids(table: pa.Table, group_tags: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
@@ -220,3 +218,78 @@ def plain_rows(gaps: list[Any] | None, column_specs: list[int], runs: BucketRuns
                 row[k + 1] = v[r]
                 present = True
     return rows if present else []
+
+
+# ---- dense buckets: one time series (no tag groups), rows in any order ---------------------------
+FOLD_SUM, FOLD_MIN, FOLD_MAX = 0, 1, 2
+_FOLD_KIND = {"count": FOLD_SUM, "sum": FOLD_SUM, "mean": FOLD_SUM, "min": FOLD_MIN, "max": FOLD_MAX}
+
+
+@njit(cache=True, nogil=True)
+def fold_buckets(times: np.ndarray, values: np.ndarray, valid: np.ndarray, origin: int, interval: int,
+                 kind: int, acc: np.ndarray, seen: np.ndarray) -> None:
+    """Folds each valid value (valid empty: every value) into acc[(time - origin) // interval]
+    by `kind` (FOLD_SUM, FOLD_MIN, FOLD_MAX) and counts it in seen[...]; rows outside the
+    buckets are skipped. Min/max: NaN propagates as in run_extremes."""
+    buckets = acc.shape[0]
+    check = valid.shape[0] > 0
+    for i in range(times.shape[0]):
+        if check and not valid[i]:
+            continue
+        b = (times[i] - origin) // interval
+        if b < 0 or b >= buckets:
+            continue
+        v = values[i]
+        if seen[b] == 0 or (kind != FOLD_SUM and v != v):
+            acc[b] = v
+        elif kind == FOLD_SUM:
+            acc[b] += v
+        elif acc[b] == acc[b] and ((v > acc[b]) if kind == FOLD_MAX else (v < acc[b])):
+            acc[b] = v
+        seen[b] += 1
+
+
+def dense_bucket_columns(parts: Sequence[ColumnPart], specs: Sequence[tuple[str, str, np.dtype]],
+                         origin: int, interval: int, buckets: int,
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per spec (function from BUCKET_AGGREGATES, field, the field's numpy dtype): the aggregate
+    of every bucket [origin + k * interval, + interval) for k < `buckets` over all parts, and
+    how many values each bucket saw. Mean is float; sum, min and max keep the field's dtype;
+    count is the count. Buckets without values hold 0 (the caller fills them)."""
+    folded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    results: list[np.ndarray] = []
+    seens: list[np.ndarray] = []
+    for function, field_name, dtype in specs:
+        kind = _FOLD_KIND[function]
+        got = folded.get((kind, field_name))
+        if got is None:
+            acc = np.zeros(buckets, dtype=dtype)
+            seen = np.zeros(buckets, dtype=np.int64)
+            for part in parts:
+                column = part.fields.get(field_name)
+                if column is not None:
+                    values, valid = column
+                    if values.dtype != dtype:
+                        values = values.astype(dtype)
+                    fold_buckets(part.time, values, valid, origin, interval, kind, acc, seen)
+            got = folded[(kind, field_name)] = (acc, seen)
+        acc, seen = got
+        if function == "count":
+            results.append(seen)
+        elif function == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                results.append(acc.astype(np.float64) / seen)
+        else:
+            results.append(acc)
+        seens.append(seen)
+    return results, seens
+
+
+def filled_values(values: np.ndarray, seen: np.ndarray, keep: np.ndarray | None, gap: Any) -> list[Any]:
+    """JSON-ready list of `values` at rows `keep` (None: all) with `gap` where seen == 0."""
+    if keep is not None:
+        values, seen = values[keep], seen[keep]
+    out = values.tolist()
+    for i in np.flatnonzero(seen == 0).tolist():
+        out[i] = gap
+    return out

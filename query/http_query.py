@@ -226,10 +226,10 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
     if prepared.cost is not None and budget > 0 and prepared.cost <= budget:
         # small enough to answer on the event loop: a thread handoff would cost more (~0.5 ms)
         counts["inline"] += 1
-        results = executor.execute_statements(prepared.statements, db, epoch)
+        results = executor.execute_prepared(prepared, db, epoch)
     else:
         counts["threaded"] += 1
-        results = await request.app[POOL_KEY].run(lambda: executor.execute_statements(prepared.statements, db, epoch))
+        results = await request.app[POOL_KEY].run(lambda: executor.execute_prepared(prepared, db, epoch))
     pretty = params.get("pretty", "").lower() == "true"
     accept = request.headers.get("Accept", "")
     if "application/csv" in accept or "text/csv" in accept:

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from query import influxql_ast as ast
-from query.bucket_aggregates import BUCKET_AGGREGATES, BucketRuns, bucket_aggregates, plain_rows
+from query.bucket_aggregates import (
+    BUCKET_AGGREGATES,
+    BucketRuns,
+    bucket_aggregates,
+    dense_bucket_columns,
+    filled_values,
+    plain_rows,
+)
 from query.influxql_parser import parse_query
 from query.results import Series, go_duration, statement_result
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
@@ -64,6 +71,7 @@ TRANSFORMS = {
     "moving_average", "cumulative_sum", "elapsed",
 }
 MAX_BUCKETS = 1_000_000
+DENSE_BUCKETS_MAX = 100_000  # a fill(none) fast aggregate over more buckets takes the generic path
 # field types a `fn(*)` / `fn(/re/)` expands to (InfluxDB: numeric unless listed here)
 _ANY_TYPE = frozenset(FieldType)
 _WILDCARD_TYPES: dict[str, frozenset[FieldType] | tuple[FieldType, ...]] = {
@@ -108,26 +116,60 @@ _RFC3339 = re.compile(
 )
 
 
+_DAYS_BEFORE_MONTH = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+def _epoch_seconds(year: int, month: int, day: int, hour: int, minute: int, sec: int) -> int:
+    """UTC seconds since 1970 of a civil time (proleptic Gregorian); ValueError when out of range."""
+    if not (1 <= month <= 12 and 1 <= day <= 28 and hour < 24 and minute < 60 and sec < 60 and year >= 1):
+        base = datetime(year, month, day, hour, minute, sec, tzinfo=UTC)  # validates the rest
+        return _datetime_ns(base) // 1_000_000_000
+    y = year - 1
+    leap_day = 1 if month > 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 0
+    days = y * 365 + y // 4 - y // 100 + y // 400 + _DAYS_BEFORE_MONTH[month] + leap_day + day - 719163
+    return ((days * 24 + hour) * 60 + minute) * 60 + sec
+
+
+_DATE_SHAPED = re.compile(r"\d{4}-\d{2}-\d{2}")  # influxql's date/datetime string test: a prefix
+
+
 def parse_time_string(text: str) -> int:
-    """RFC3339(Nano) or InfluxQL date literals to ns since epoch."""
+    """RFC3339(Nano) or InfluxQL date literals to ns since epoch; InfluxDB 1.x errors for
+    impossible dates and instants outside the int64 ns range."""
+    if not _DATE_SHAPED.match(text):
+        raise QueryError("invalid operation: time and *influxql.StringLiteral are not compatible")
     m = _RFC3339.match(text)
     if m:
-        year, month, day, hour, minute, sec = (int(m.group(i)) for i in range(1, 7))
-        frac = int((m.group(7) or "").ljust(9, "0") or 0)
-        base = datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
-        ns = _datetime_ns(base) + frac
-        zone = m.group(8)
+        year, month, day, hour, minute, sec, fraction, zone = m.groups()
+        frac = int(fraction.ljust(9, "0")) if fraction else 0
+        shown = f"{year}-{month}-{day}T{hour}:{minute}:{sec}{zone}"
+        try:
+            ns = _epoch_seconds(int(year), int(month), int(day), int(hour), int(minute), int(sec)) * 1_000_000_000 + frac
+        except ValueError:
+            if int(year) == 0 and int(month) in range(1, 13) and int(day) in range(1, 32):
+                raise QueryError(f"time {shown} underflows time literal") from None
+            raise QueryError("invalid timestamp string") from None
         if zone != "Z":
             sign = 1 if zone[0] == "+" else -1
             ns -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60) * 1_000_000_000
-        return ns
+        return _time_literal_in_range(ns, shown)
     for fmt in _TIME_FORMATS:
         try:
             moment = datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
-        return _datetime_ns(moment.replace(microsecond=0)) + moment.microsecond * 1000
-    raise QueryError("invalid operation: time and *influxql.StringLiteral are not compatible")
+        ns = _datetime_ns(moment.replace(microsecond=0)) + moment.microsecond * 1000
+        shown = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
+        return _time_literal_in_range(ns, shown)
+    raise QueryError("invalid timestamp string")
+
+
+def _time_literal_in_range(ns: int, shown: str) -> int:
+    if ns < MIN_TIME_NS:
+        raise QueryError(f"time {shown} underflows time literal")
+    if ns > MAX_TIME_NS:
+        raise QueryError(f"time {shown} overflows time literal")
+    return ns
 
 
 def _datetime_ns(moment: datetime) -> int:
@@ -309,10 +351,42 @@ class Watchdog:
 
 @dataclass(slots=True)
 class PreparedQuery:
-    """Parsed statements and their estimated cost (values decoded; None: unknown)."""
+    """Parsed statements, their estimated cost (values decoded; None: unknown), the now() they
+    were planned at, and per statement its fast aggregate plan (None: the generic executor)."""
 
     statements: list[ast.Statement]
     cost: int | None
+    now_ns: int = 0
+    plans: list[FastAggregatePlan | None] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FastAggregatePlan:
+    """A SELECT answered by dense bucket folds straight from storage columns (no tables, no
+    SQL): count/sum/mean/min/max of numeric fields of one measurement, WHERE of a time range
+    and tag equalities only (storage applies them), GROUP BY time alone, fill(null|none|<n>),
+    no LIMIT/OFFSET/SLIMIT/SOFFSET/tz()."""
+
+    database: str
+    measurement: str
+    specs: list[tuple[str, str, np.dtype]]  # (function, field, the field's numpy dtype)
+    names: list[str]  # output column names after time
+    tag_filter: dict[str, set[str]]
+    lower: int | None  # lowest time of the WHERE (None: unbounded)
+    max_ns: int  # highest time (inclusive; now() when unbounded)
+    interval: int
+    offset: int
+    fill: str
+    fill_value: Any
+    descending: bool
+
+    @property
+    def fields(self) -> list[str]:
+        return list(dict.fromkeys(f for _fn, f, _dt in self.specs))
+
+    @property
+    def end_ns(self) -> int | None:
+        return self.max_ns + 1 if self.max_ns < MAX_TIME_NS else None
 
 
 class QueryExecutor:
@@ -357,27 +431,133 @@ class QueryExecutor:
         epoch: str | None = None,
     ) -> list[dict[str, Any]]:
         """One InfluxDB result object per statement; parse errors raise InfluxQLParseError."""
-        return self.execute_statements(parse_query(text, params), db, epoch)
+        return self.execute_prepared(self.prepare(text, db, params, estimate=False), db, epoch)
 
-    def prepare(self, text: str, db: str | None, params: dict[str, Any] | None = None) -> PreparedQuery:
-        """Parse (InfluxQLParseError as execute) and estimate the work: values the storage reads
-        will decode, from footers and buffer sizes only; None when unknown (subqueries, DDL,
-        SHOW of series, a source without estimates...)."""
+    def prepare(self, text: str, db: str | None, params: dict[str, Any] | None = None,
+                estimate: bool = True) -> PreparedQuery:
+        """Parse (InfluxQLParseError as execute), plan the fast aggregates and (`estimate`)
+        estimate the work: values the storage reads will decode, from footers and buffer sizes
+        only; None when unknown (subqueries, DDL, SHOW of series, a source without estimates...)."""
         statements = parse_query(text, params)
-        cost: int | None = 0
         now = self.now_ns()
-        for stmt in statements:
+        plans = [self._fast_aggregate_plan(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
+                 for stmt in statements]
+        cost: int | None = 0 if estimate else None
+        for stmt, plan in zip(statements, plans, strict=True):
+            if cost is None:
+                break
             if isinstance(stmt, ast.ShowDatabasesStatement | ast.ShowRetentionPoliciesStatement):
                 continue
             try:
-                one = self._select_cost(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
+                if plan is not None:
+                    one: int | None = self._plan_cost(plan)
+                else:
+                    one = self._select_cost(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
             except (QueryError, StorageError):
                 one = None  # execution reports the error
-            if one is None:
-                cost = None
-                break
-            cost += one
-        return PreparedQuery(statements, cost)
+            cost = None if one is None else cost + one
+        return PreparedQuery(statements, cost, now, plans)
+
+    def _plan_cost(self, plan: FastAggregatePlan) -> int | None:
+        estimate = getattr(self.source, "estimate_rows", None)
+        if estimate is None:
+            return None
+        rows = estimate(plan.database, plan.measurement, start_ns=plan.lower, end_ns=plan.end_ns,
+                        tag_filter=plan.tag_filter or None)
+        return int(rows) * (1 + len(plan.fields))
+
+    def _fast_aggregate_plan(self, stmt: ast.SelectStatement, db: str | None, now: int) -> FastAggregatePlan | None:
+        """The FastAggregatePlan of `stmt`, or None when it has another shape (or would fail:
+        the generic executor then reports the error)."""
+        if (not self.fast_paths or stmt.into is not None or len(stmt.sources) != 1 or stmt.limit
+                or stmt.offset or stmt.slimit or stmt.soffset or stmt.tz or len(stmt.dimensions) != 1
+                or stmt.fill not in ("null", "none", "number")
+                or getattr(self.source, "read_columns", None) is None):
+            return None
+        src = stmt.sources[0]
+        if not isinstance(src, ast.Measurement) or src.regex is not None or not src.name:
+            return None
+        database = src.database or db
+        if not database or not self.source.has_database(database):
+            return None
+        try:
+            interval, offset = _group_by_time(stmt.dimensions)
+            trange, rest = split_condition(stmt.condition, now)
+        except QueryError:
+            return None
+        types = self.source.field_types(database, src.name)
+        if not interval or not types:
+            return None
+        tag_keys = set(self.source.tag_keys(database, src.name))
+        tag_filter: dict[str, set[str]] = {}
+        for term in _conjuncts(rest):
+            equality = _tag_equalities(term, tag_keys)
+            if equality is None:
+                return None
+            key, values = equality
+            tag_filter[key] = tag_filter[key] & values if key in tag_filter else values
+        specs: list[tuple[str, str, np.dtype]] = []
+        columns: list[OutputColumn] = []
+        for f in stmt.fields:
+            call = f.expr
+            if not (isinstance(call, ast.Call) and call.name in BUCKET_AGGREGATES and len(call.args) == 1):
+                return None
+            arg = call.args[0]
+            if not isinstance(arg, ast.VarRef) or arg.type not in (None, "field"):
+                return None
+            ftype = types.get(arg.name)
+            if ftype not in (FieldType.FLOAT, FieldType.INTEGER):
+                return None
+            specs.append((call.name, arg.name, np.dtype(np.float64 if ftype == FieldType.FLOAT else np.int64)))
+            columns.append(OutputColumn(f.alias or call.name, call, bool(f.alias)))
+        lower = trange.min_ns
+        max_ns = trange.max_ns if trange.max_ns is not None else now
+        if lower is not None and lower > max_ns:
+            return None
+        descending = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
+        return FastAggregatePlan(database, src.name, specs, _column_names(columns),
+                                 tag_filter, lower, max_ns, interval, offset,
+                                 stmt.fill, stmt.fill_value, descending)
+
+    def _fast_aggregate(self, plan: FastAggregatePlan) -> list[Series] | None:
+        """The plan's result series; None when storage cannot give unmerged columns (or the
+        bucket range is too wide for dense folds): the generic executor then runs it."""
+        parts = self.source.read_columns(  # type: ignore[attr-defined]
+            plan.database, plan.measurement, start_ns=plan.lower, end_ns=plan.end_ns,
+            fields=plan.fields, tag_filter=plan.tag_filter or None)
+        if parts is None:
+            return None
+        parts = [p for p in parts if p.time.shape[0]]
+        if not parts:
+            return []
+        interval, offset = plan.interval, plan.offset
+        first = plan.lower if plan.lower is not None else min(int(p.time.min()) for p in parts)
+        start = _window(first, interval, offset)
+        buckets = (_window(plan.max_ns, interval, offset) - start) // interval + 1
+        if plan.fill != "none" and buckets > MAX_BUCKETS:
+            raise QueryError(f"max-select-buckets limit exceeded: ({buckets}/{MAX_BUCKETS})")
+        if buckets > DENSE_BUCKETS_MAX:
+            return None
+        results, seens = dense_bucket_columns(parts, plan.specs, start, interval, buckets)
+        present = seens[0] > 0
+        for seen in seens[1:]:
+            present |= seen > 0
+        if not present.any():
+            return []
+        times = start + np.arange(buckets, dtype=np.int64) * interval
+        keep = None
+        if plan.fill == "none":
+            keep = np.flatnonzero(present)
+            times = times[keep]
+        columns = []
+        for (function, _f, _dt), values, seen in zip(plan.specs, results, seens, strict=True):
+            gap = plan.fill_value if plan.fill == "number" else 0 if function == "count" and plan.fill == "null" else None
+            columns.append(filled_values(values, seen, keep, gap))
+        if plan.descending:
+            times = times[::-1]
+            columns = [c[::-1] for c in columns]
+        return [Series(plan.measurement, ["time", *plan.names], [], None, None, times=times,
+                       value_columns=columns)]
 
     def _select_cost(self, stmt: ast.SelectStatement, db: str | None, now: int) -> int | None:
         estimate = getattr(self.source, "estimate_rows", None)
@@ -402,10 +582,18 @@ class QueryExecutor:
                 total += rows * (1 + fields)
         return total
 
+    def execute_prepared(self, prepared: PreparedQuery, db: str | None, epoch: str | None = None,
+                         ) -> list[dict[str, Any]]:
+        """Run a prepare()d query at its planning time, fast aggregate plans first."""
+        return self.execute_statements(prepared.statements, db, epoch, now=prepared.now_ns,
+                                       plans=prepared.plans)
+
     def execute_statements(self, statements: list[ast.Statement], db: str | None,
-                           epoch: str | None = None) -> list[dict[str, Any]]:
+                           epoch: str | None = None, *, now: int | None = None,
+                           plans: list[FastAggregatePlan | None] | None = None) -> list[dict[str, Any]]:
         """Run parsed statements (parse_query or prepare): one result object per statement."""
-        now = self.now_ns()
+        if now is None:
+            now = self.now_ns()
         results: list[dict[str, Any]] = []
         failed = False
         for statement_id, stmt in enumerate(statements):
@@ -414,7 +602,10 @@ class QueryExecutor:
                 continue
             failed = True
             try:
-                series = self._run(stmt, db, now)
+                plan = plans[statement_id] if plans else None
+                series = self._fast_aggregate(plan) if plan is not None else None
+                if series is None:
+                    series = self._run(stmt, db, now)
                 results.append(statement_result(statement_id, series, epoch))
                 failed = False
             except (QueryError, StorageError) as exc:

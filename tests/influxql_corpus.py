@@ -594,6 +594,11 @@ for i, text in enumerate(["SELECT", "SELECT FROM weather", "SELEC * FROM weather
                           "SELECT * FROM weather ORDER BY temp"]):
     q(f"err-parse-{i}", text, expect_error=True)
 q("err-db-not-found", "SELECT * FROM weather", db="nosuchdb", expect_error=True)
+for i, literal in enumerate(["2018-02-30T00:00:00Z", "2018-01-01T24:00:00Z", "2018-01-01T00:00:00", "2018-01-32",
+                             "0000-01-01T00:00:00Z", "1000-01-01 00:00:00", "3000-01-01T00:00:00Z",
+                             "2262-04-11T23:47:16.854775807Z", "2018-1-1", "yesterday"]):
+    q(f"err-time-literal-{i}", f"SELECT max(temp) FROM weather WHERE time >= '{literal}' GROUP BY time(1m)",
+      expect_error=True)
 q("err-db-required", "SELECT * FROM weather", db=None, expect_error=True)
 q("err-mixing", "SELECT temp, mean(temp) FROM weather", expect_error=True)
 q("select-tags-only", "SELECT location FROM weather")

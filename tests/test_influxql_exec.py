@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from query.influxql_exec import QueryExecutor
+from query.influxql_exec import QueryError, QueryExecutor, parse_time_string
 from query.results import chunk_result, format_times, go_float, results_to_csv, rfc3339nano
 from storage.batch import Batch, FieldType, TagSet
 
@@ -602,3 +603,34 @@ def test_drop_series_and_delete_map_to_source_delete(typed: QueryExecutor) -> No
     assert typed.execute("DELETE FROM dev WHERE nosuchtag = 'x'", "db") == [{"statement_id": 0}]
     assert len(src.deletes) == 2
     assert typed.execute("SHOW MEASUREMENTS", "gone") == [{"statement_id": 0}]
+
+
+def test_rfc3339_literals_match_the_calendar() -> None:
+    """The integer fast path of parse_time_string equals datetime arithmetic on every date shape
+    (leap years, centuries, month ends, offsets, fractions) and still rejects impossible dates."""
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(11)
+    for _ in range(20_000):
+        year = rng.choice([1, 4, 100, 400, 1600, 1900, 1969, 1970, 2000, 2016, 2100, 2262, 9999, rng.randint(1, 9999)])
+        month, day = rng.randint(1, 12), rng.randint(1, 31)
+        hour, minute, sec = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+        zone = rng.choice(["Z", "+02:00", "-05:30"])
+        frac = rng.choice(["", ".5", ".123456789"])
+        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}{frac}{zone}"
+        try:
+            moment = datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
+        except ValueError:
+            with pytest.raises(QueryError, match="invalid timestamp string"):
+                parse_time_string(text)
+            continue
+        if zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        want = (delta.days * 86400 + delta.seconds) * 10**9 + int((frac[1:] or "0").ljust(9, "0"))
+        if not -9223372036854775806 <= want <= 9223372036854775806:
+            with pytest.raises(QueryError, match="flows time literal"):
+                parse_time_string(text)
+            continue
+        assert parse_time_string(text) == want, text
