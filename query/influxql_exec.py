@@ -1390,12 +1390,13 @@ def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table
         return []
     keys = [("time", "ascending", "at_start")] + [
         (t, "ascending", "at_start") for t in data.tag_keys if t in table.column_names]  # null tag == ''
-    if table.num_rows > 1:
+    times = table.column("time").to_numpy()
+    if table.num_rows > 1 and not bool(np.all(times[1:] > times[:-1])):  # one series: in order already
         table = table.take(pc.sort_indices(table, sort_keys=keys))
+        times = table.column("time").to_numpy()
     names = _column_names(columns)
     values = [_json_column(table.column(c.expr.name)) for c in columns]  # type: ignore[union-attr]
-    return [Series(data.name, ["time", *names], [], None, stmt.tz, times=table.column("time").to_numpy(),
-                   value_columns=values)]
+    return [Series(data.name, ["time", *names], [], None, stmt.tz, times=times, value_columns=values)]
 
 
 # ---- SQL translation --------------------------------------------------------------------------
@@ -2115,8 +2116,9 @@ def _normalise_table(table: pa.Table, data: MeasurementData, read_cols: list[str
     if pa.types.is_timestamp(time_col.type):
         time_col = time_col.cast(pa.int64())
     arrays: dict[str, Any] = {"time": time_col}
+    present = set(table.column_names)
     for name in read_cols:
-        if name in table.column_names:
+        if name in present:
             arrays[name] = table.column(name)
         elif name in data.field_types:
             arrays[name] = pa.nulls(table.num_rows, data.field_types[name].arrow_type)
@@ -2160,14 +2162,25 @@ def _limit(items: list[Any], limit: int, offset: int) -> list[Any]:
     return items[:limit] if limit else items
 
 
+_SMALL_COLUMN = 4096  # up to this many rows Arrow's to_pylist beats the numpy/dictionary detours
+
+
 def _json_column(column: pa.ChunkedArray | pa.Array) -> list[Any]:
     """An Arrow result column as JSON-ready Python values (NaN and infinities become null);
-    numbers and strings go through numpy (one C loop) rather than Arrow scalars."""
+    large numeric and string columns go through numpy (one C loop) rather than Arrow scalars."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if pa.types.is_decimal(column.type):
         column = column.cast(pa.float64())
     kind = column.type
+    if len(column) <= _SMALL_COLUMN:
+        out = column.to_pylist()
+        if pa.types.is_floating(kind):
+            finite = np.isfinite(column.to_numpy(zero_copy_only=False))  # nulls read as NaN: None already
+            if not finite.all():
+                for i in np.flatnonzero(~finite).tolist():
+                    out[i] = None
+        return out
     if pa.types.is_floating(kind) or pa.types.is_integer(kind):
         values = column.fill_null(0).to_numpy(zero_copy_only=False)
         bad = ~column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None

@@ -1327,8 +1327,9 @@ def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.T
     """`table` with exactly these columns and types (missing or uncastable columns: nulls)."""
     n = table.num_rows
     arrays: list[pa.Array | pa.ChunkedArray] = []
+    present = set(table.column_names)
     for name, atype in zip(names, types, strict=True):
-        if name not in table.column_names:
+        if name not in present:
             arrays.append(pa.nulls(n, atype))
             continue
         col = table.column(name)
