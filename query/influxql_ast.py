@@ -47,21 +47,25 @@ class ParenExpr:
 @dataclass(slots=True)
 class IntegerLiteral:
     value: int
+    pos: int = field(default=-1, compare=False, repr=False)  # offset of its token in the query text
 
 
 @dataclass(slots=True)
 class UnsignedLiteral:
     value: int
+    pos: int = field(default=-1, compare=False, repr=False)  # offset of its token in the query text
 
 
 @dataclass(slots=True)
 class NumberLiteral:
     value: float
+    pos: int = field(default=-1, compare=False, repr=False)  # offset of its token in the query text
 
 
 @dataclass(slots=True)
 class StringLiteral:
     value: str
+    pos: int = field(default=-1, compare=False, repr=False)  # offset of its token in the query text
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class BooleanLiteral:
 class DurationLiteral:
     ns: int
     text: str = ""
+    pos: int = field(default=-1, compare=False, repr=False)  # offset of its token in the query text
 
 
 @dataclass(slots=True)

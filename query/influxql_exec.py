@@ -32,8 +32,8 @@ from query.bucket_aggregates import (
     filled_values,
     plain_rows,
 )
-from query.influxql_parser import parse_query
 from query.results import Series, go_duration, statement_result
+from query.statement_templates import StatementTemplates
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
 from storage.engine import StorageError
 
@@ -407,6 +407,7 @@ class QueryExecutor:
         self._watchdog = Watchdog()
         self._table_seq = 0
         self._read_filters_fields = "field_filter" in _parameters(source.read)  # pushdown supported?
+        self._templates = StatementTemplates()  # repeated query shapes skip the parser
 
     def close(self) -> None:
         self._watchdog.stop()
@@ -438,7 +439,7 @@ class QueryExecutor:
         """Parse (InfluxQLParseError as execute), plan the fast aggregates and (`estimate`)
         estimate the work: values the storage reads will decode, from footers and buffer sizes
         only; None when unknown (subqueries, DDL, SHOW of series, a source without estimates...)."""
-        statements = parse_query(text, params)
+        statements = self._templates.parse(text, params)
         now = self.now_ns()
         plans = [self._fast_aggregate_plan(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
                  for stmt in statements]

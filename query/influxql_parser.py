@@ -684,21 +684,21 @@ class Parser:
                 return ast.Distinct(ident.lit)
             raise self.error(nxt, ["(", "identifier"])
         if kind == STRING:
-            return ast.StringLiteral(tok.lit)
+            return ast.StringLiteral(tok.lit, tok.start)
         if kind == NUMBER:
-            return ast.NumberLiteral(float(tok.lit))
+            return ast.NumberLiteral(float(tok.lit), tok.start)
         if kind == INTEGER:
             value = int(tok.lit)
             if value <= 9223372036854775807:
-                return ast.IntegerLiteral(value)
+                return ast.IntegerLiteral(value, tok.start)
             if value <= 18446744073709551615:
-                return ast.UnsignedLiteral(value)
+                return ast.UnsignedLiteral(value, tok.start)
             raise self.error_at("unable to parse integer", tok.start)
         if kind in ("TRUE", "FALSE"):
             return ast.BooleanLiteral(kind == "TRUE")
         if kind == DURATIONVAL:
             try:
-                return ast.DurationLiteral(parse_duration(tok.lit), tok.lit)
+                return ast.DurationLiteral(parse_duration(tok.lit), tok.lit, tok.start)
             except (ValueError, OverflowError) as exc:
                 raise InfluxQLParseError(str(exc)) from None
         if kind == "*":
