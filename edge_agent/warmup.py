@@ -80,10 +80,44 @@ def warm_query() -> None:
                          np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64))
 
 
+def warm_engine_queries() -> None:
+    """Typical InfluxQL shapes against a throwaway engine, twice: the second pass reads through
+    the chunk cache, whose read-only arrays are their own numba signatures."""
+    from ingest.lineproto import parse_lines
+    from query.influxql_exec import QueryExecutor
+    from storage.engine import StorageConfig, StorageEngine
+
+    lines = "\n".join(f"warm,host=h{i % 3} f={i}.5,i={i}i {1_700_000_000_000_000_000 + i * 10**10}"
+                      for i in range(300))
+    queries = [
+        "SELECT max(f), mean(i), count(f) FROM warm WHERE host = 'h1' AND time >= 1700000000000000000 "
+        "AND time < 1700000003000000000 GROUP BY time(1m)",
+        "SELECT mean(f) FROM warm WHERE time >= 1700000000000000000 GROUP BY time(10m), host",
+        "SELECT * FROM warm WHERE f > 10 AND host = 'h2' AND time >= 1700000000000000000",
+        "SELECT f, i FROM warm WHERE time >= 1700000000000000000 ORDER BY time DESC LIMIT 3",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = StorageEngine(StorageConfig(Path(tmp), fsync="never", background=False))
+        engine.open()
+        try:
+            engine.create_database("warm")
+            engine.write("warm", list(parse_lines(lines.encode()).batches.values()))
+            engine.flush_all()
+            executor = QueryExecutor(engine)
+            try:
+                for _ in range(2):
+                    for q in queries:
+                        executor.execute(q, "warm")
+            finally:
+                executor.close()
+        finally:
+            engine.close()
+
+
 def warm_up() -> float:
     """Run every warm-up; returns seconds taken. Failures are logged, never raised."""
     start = time.perf_counter()
-    for step in (warm_parser, warm_codecs, warm_segments, warm_query):
+    for step in (warm_parser, warm_codecs, warm_segments, warm_query, warm_engine_queries):
         try:
             step()
         except Exception:  # warm-up must never stop a node from starting

@@ -127,20 +127,25 @@ def _template(statements: list[ast.Statement], slots: list[tuple[str, str, int]]
     return _Template(statements, slot_nodes, on_path)
 
 
-def _rebuild(obj: Any, template: _Template, replace: dict[int, Any]) -> Any:
-    """A copy of the template AST sharing every subtree without slots."""
-    key = id(obj)
-    new = replace.get(key)
-    if new is not None:
-        return new
-    if key not in template.on_path:
-        return obj
+def _rebuild(obj: Any, on_path: set[int], replace: dict[int, Any]) -> Any:
+    """A copy of `obj` (a node or list on a path to a literal) with the slot nodes replaced;
+    children without slots are shared, not visited."""
     if isinstance(obj, list):
-        return [_rebuild(item, template, replace) for item in obj]
+        out = []
+        for item in obj:
+            key = id(item)
+            new = replace.get(key)
+            out.append(new if new is not None else _rebuild(item, on_path, replace) if key in on_path else item)
+        return out
     cls = type(obj)
     copy = object.__new__(cls)
     for name in _field_names(cls):
-        object.__setattr__(copy, name, _rebuild(getattr(obj, name), template, replace))
+        value = getattr(obj, name)
+        key = id(value)
+        new = replace.get(key)
+        if new is None and key in on_path:
+            new = _rebuild(value, on_path, replace)
+        object.__setattr__(copy, name, value if new is None else new)
     return copy
 
 
@@ -177,4 +182,4 @@ class StatementTemplates:
                 return parse_query(text)
             replace[node_id] = node
         self.hits += 1
-        return [_rebuild(s, template, replace) for s in template.statements]
+        return [_rebuild(s, template.on_path, replace) for s in template.statements]
