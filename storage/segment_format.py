@@ -703,8 +703,8 @@ def _first_bad_chunk(fh: BinaryIO, path: Path, footer: SegmentFooter) -> int:
 
 # ---------------------------------------------------------------- reading columns
 
-def _read_chunk(fh: BinaryIO, path: Path, c: ChunkMeta) -> bytes:
-    data = os.pread(fh.fileno(), c.length, c.offset)
+def _read_chunk(fd: int, path: Path, c: ChunkMeta) -> bytes:
+    data = os.pread(fd, c.length, c.offset)
     if len(data) != c.length:
         raise SegmentCorrupt(path, c.offset, f"{c.role} chunk of {c.column!r} truncated "
                                              f"({len(data)} of {c.length} bytes)")
@@ -742,22 +742,37 @@ def _decode(path: Path, c: ChunkMeta, data: bytes, ftype: FieldType | None) -> A
 
 
 class ChunkReader:
-    """Checked, decoded chunks of one open segment file; through `cache` when given (decoded
-    arrays are then shared: numpy ones are made read-only)."""
+    """Checked, decoded chunks of one segment file; through `cache` when given (decoded arrays
+    are then shared: numpy ones are made read-only). The file is opened at the first chunk the
+    cache does not hold; use as a context manager, which closes it."""
 
-    __slots__ = ("cache", "fh", "path")
+    __slots__ = ("cache", "fd", "path")
 
-    def __init__(self, fh: BinaryIO, path: Path, cache: ChunkCache | None) -> None:
-        self.fh, self.path, self.cache = fh, path, cache
+    def __init__(self, path: Path, cache: ChunkCache | None) -> None:
+        self.path, self.cache, self.fd = path, cache, -1
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def open(self) -> int:
+        """The file descriptor (opened on first use; FileNotFoundError when the file is gone)."""
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self.fd
 
     def decoded(self, c: ChunkMeta, ftype: FieldType | None) -> Any:
         cache = self.cache
         if cache is None:
-            return _decode(self.path, c, _read_chunk(self.fh, self.path, c), ftype)
+            return _decode(self.path, c, _read_chunk(self.open(), self.path, c), ftype)
         key = (self.path, c.offset, c.crc)
         found = cache.get(key)
         if found is None:
-            found = _decode(self.path, c, _read_chunk(self.fh, self.path, c), ftype)
+            found = _decode(self.path, c, _read_chunk(self.open(), self.path, c), ftype)
             if isinstance(found, np.ndarray):
                 found.flags.writeable = False
             cache.put(key, found, found.nbytes)
@@ -882,13 +897,18 @@ def read_segment(path: Path, *, columns: list[str] | None = None, start_ns: int 
     `footer`: the file's already checked footer (SegmentStore caches them); `cache`: decoded
     chunks to reuse and fill."""
     path = Path(path)
-    with open(path, "rb", buffering=0) as fh:  # pread only: no buffer, no isatty probe
+    with ChunkReader(path, cache) as reader:
         if footer is None:
-            footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
+            footer = _open_footer(reader)
         schema = output_schema(footer, columns)
         fields = [f.name for f in schema if f.name in footer.fields]
-        rows = _read_rows(ChunkReader(fh, path, cache), footer, fields, start_ns, end_ns, tag_filter, None)
+        rows = _read_rows(reader, footer, fields, start_ns, end_ns, tag_filter, None)
     return schema.empty_table() if rows is None else rows.to_table(schema)
+
+
+def _open_footer(reader: ChunkReader) -> SegmentFooter:
+    with open(reader.open(), "rb", buffering=0, closefd=False) as fh:
+        return _read_footer(fh, reader.path, os.fstat(fh.fileno()).st_size)[0]
 
 
 def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: int | None = None,
@@ -907,12 +927,11 @@ def read_segment_rows(path: Path, *, fields: list[str] | None = None, start_ns: 
     if tail is not None and field_filter:
         raise ValueError(f"{path}: read_segment_rows takes tail or field_filter, not both")
     path = path if isinstance(path, Path) else Path(path)
-    with open(path, "rb", buffering=0) as fh:
+    with ChunkReader(path, cache) as reader:
         if footer is None:
-            footer, _ = _read_footer(fh, path, os.fstat(fh.fileno()).st_size)
+            footer = _open_footer(reader)
         names = sorted(footer.fields) if fields is None else [f for f in dict.fromkeys(fields) if f in footer.fields]
-        return _read_rows(ChunkReader(fh, path, cache), footer, names, start_ns, end_ns, tag_filter, tail,
-                         field_filter)
+        return _read_rows(reader, footer, names, start_ns, end_ns, tag_filter, tail, field_filter)
 
 
 def _group_series(footer: SegmentFooter, g: RowGroup) -> np.ndarray:

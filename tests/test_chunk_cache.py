@@ -112,3 +112,17 @@ def test_engine_reads_fill_and_report_the_cache(tmp_path: Path) -> None:
         stats, off = engine.stats(), uncached.stats()
         assert stats["chunk_cache_hits"] > 0 and stats["chunk_cache_bytes"] > 0
         assert off["chunk_cache_hits"] == 0 and off["chunk_cache_bytes"] == 0
+
+
+def test_a_fully_cached_read_does_not_open_the_file(tmp_path: Path) -> None:
+    """The file is opened at the first chunk the cache lacks: a read whose chunks are all
+    cached works without it (a segment deleted under a running read still answers as listed)."""
+    path = tmp_path / "s.seg"
+    write_segment(path, database="d", measurement="m", seq=1, table=_table(400, 4))
+    footer = read_footer(path)
+    cache = ChunkCache(2**20)
+    first = read_segment(path, columns=["f"], footer=footer, cache=cache)
+    path.unlink()
+    assert read_segment(path, columns=["f"], footer=footer, cache=cache).equals(first)
+    with pytest.raises(FileNotFoundError):
+        read_segment(path, columns=["i"], footer=footer, cache=cache)  # "i" was never decoded
