@@ -220,25 +220,28 @@ def plain_rows(gaps: list[Any] | None, column_specs: list[int], runs: BucketRuns
     return rows if present else []
 
 
-# ---- dense buckets: one time series (no tag groups), rows in any order ---------------------------
+# ---- dense buckets: every (group, bucket) cell at once, rows in any order --------------------------
 FOLD_SUM, FOLD_MIN, FOLD_MAX = 0, 1, 2
 _FOLD_KIND = {"count": FOLD_SUM, "sum": FOLD_SUM, "mean": FOLD_SUM, "min": FOLD_MIN, "max": FOLD_MAX}
 
 
 @njit(cache=True, nogil=True)
-def fold_buckets(times: np.ndarray, values: np.ndarray, valid: np.ndarray, origin: int, interval: int,
-                 kind: int, acc: np.ndarray, seen: np.ndarray) -> None:
-    """Folds each valid value (valid empty: every value) into acc[(time - origin) // interval]
-    by `kind` (FOLD_SUM, FOLD_MIN, FOLD_MAX) and counts it in seen[...]; rows outside the
-    buckets are skipped. Min/max: NaN propagates as in run_extremes."""
-    buckets = acc.shape[0]
+def fold_buckets(times: np.ndarray, groups: np.ndarray, values: np.ndarray, valid: np.ndarray, origin: int,
+                 interval: int, buckets: int, kind: int, acc: np.ndarray, seen: np.ndarray) -> None:
+    """Folds each valid value (valid empty: every value) into the cell groups[i] * buckets +
+    (time - origin) // interval of acc (groups empty: group 0) by `kind` (FOLD_SUM, FOLD_MIN,
+    FOLD_MAX) and counts it in seen; rows outside the buckets are skipped. Min/max: NaN
+    propagates as in run_extremes."""
     check = valid.shape[0] > 0
+    grouped = groups.shape[0] > 0
     for i in range(times.shape[0]):
         if check and not valid[i]:
             continue
         b = (times[i] - origin) // interval
         if b < 0 or b >= buckets:
             continue
+        if grouped:
+            b += groups[i] * buckets
         v = values[i]
         if seen[b] == 0 or (kind != FOLD_SUM and v != v):
             acc[b] = v
@@ -249,13 +252,14 @@ def fold_buckets(times: np.ndarray, values: np.ndarray, valid: np.ndarray, origi
         seen[b] += 1
 
 
-def dense_bucket_columns(parts: Sequence[ColumnPart], specs: Sequence[tuple[str, str, np.dtype]],
-                         origin: int, interval: int, buckets: int,
-                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def dense_bucket_columns(parts: Sequence[ColumnPart], groups: Sequence[np.ndarray],
+                         specs: Sequence[tuple[str, str, np.dtype]], origin: int, interval: int,
+                         cells: int, buckets: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per spec (function from BUCKET_AGGREGATES, field, the field's numpy dtype): the aggregate
-    of every bucket [origin + k * interval, + interval) for k < `buckets` over all parts, and
-    how many values each bucket saw. Mean is float; sum, min and max keep the field's dtype;
-    count is the count. Buckets without values hold 0 (the caller fills them)."""
+    of every cell group * buckets + k (bucket [origin + k * interval, + interval)) over all
+    parts (groups[i]: the group of each row of parts[i], empty for one group), and how many
+    values each cell saw. Mean is float; sum, min and max keep the field's dtype; count is the
+    count. Cells without values hold 0 (the caller fills them)."""
     folded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
     results: list[np.ndarray] = []
     seens: list[np.ndarray] = []
@@ -263,15 +267,15 @@ def dense_bucket_columns(parts: Sequence[ColumnPart], specs: Sequence[tuple[str,
         kind = _FOLD_KIND[function]
         got = folded.get((kind, field_name))
         if got is None:
-            acc = np.zeros(buckets, dtype=dtype)
-            seen = np.zeros(buckets, dtype=np.int64)
-            for part in parts:
+            acc = np.zeros(cells, dtype=dtype)
+            seen = np.zeros(cells, dtype=np.int64)
+            for part, group in zip(parts, groups, strict=True):
                 column = part.fields.get(field_name)
                 if column is not None:
                     values, valid = column
                     if values.dtype != dtype:
                         values = values.astype(dtype)
-                    fold_buckets(part.time, values, valid, origin, interval, kind, acc, seen)
+                    fold_buckets(part.time, group, values, valid, origin, interval, buckets, kind, acc, seen)
             got = folded[(kind, field_name)] = (acc, seen)
         acc, seen = got
         if function == "count":

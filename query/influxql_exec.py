@@ -71,7 +71,7 @@ TRANSFORMS = {
     "moving_average", "cumulative_sum", "elapsed",
 }
 MAX_BUCKETS = 1_000_000
-DENSE_BUCKETS_MAX = 100_000  # a fill(none) fast aggregate over more buckets takes the generic path
+DENSE_CELLS_MAX = 500_000  # a fast aggregate over more (group, bucket) cells takes the generic path
 # field types a `fn(*)` / `fn(/re/)` expands to (InfluxDB: numeric unless listed here)
 _ANY_TYPE = frozenset(FieldType)
 _WILDCARD_TYPES: dict[str, frozenset[FieldType] | tuple[FieldType, ...]] = {
@@ -364,7 +364,7 @@ class PreparedQuery:
 class FastAggregatePlan:
     """A SELECT answered by dense bucket folds straight from storage columns (no tables, no
     SQL): count/sum/mean/min/max of numeric fields of one measurement, WHERE of a time range
-    and tag equalities only (storage applies them), GROUP BY time alone, fill(null|none|<n>),
+    and tag equalities only (storage applies them), GROUP BY time and tags, fill(null|none|<n>),
     no LIMIT/OFFSET/SLIMIT/SOFFSET/tz()."""
 
     database: str
@@ -372,6 +372,7 @@ class FastAggregatePlan:
     specs: list[tuple[str, str, np.dtype]]  # (function, field, the field's numpy dtype)
     names: list[str]  # output column names after time
     tag_filter: dict[str, set[str]]
+    group_tags: list[str]  # GROUP BY tags (sorted), [] for one series
     lower: int | None  # lowest time of the WHERE (None: unbounded)
     max_ns: int  # highest time (inclusive; now() when unbounded)
     interval: int
@@ -471,7 +472,7 @@ class QueryExecutor:
         """The FastAggregatePlan of `stmt`, or None when it has another shape (or would fail:
         the generic executor then reports the error)."""
         if (not self.fast_paths or stmt.into is not None or len(stmt.sources) != 1 or stmt.limit
-                or stmt.offset or stmt.slimit or stmt.soffset or stmt.tz or len(stmt.dimensions) != 1
+                or stmt.offset or stmt.slimit or stmt.soffset or stmt.tz
                 or stmt.fill not in ("null", "none", "number")
                 or getattr(self.source, "read_columns", None) is None):
             return None
@@ -489,7 +490,14 @@ class QueryExecutor:
         types = self.source.field_types(database, src.name)
         if not interval or not types:
             return None
-        tag_keys = set(self.source.tag_keys(database, src.name))
+        sorted_tags = self.source.tag_keys(database, src.name)
+        tag_keys = set(sorted_tags)
+        try:
+            group_tags = _group_tags(stmt.dimensions, sorted_tags)
+        except QueryError:
+            return None
+        if sum(isinstance(d.expr, ast.Call) for d in stmt.dimensions) != 1:
+            return None  # time() twice: the generic path reports it
         tag_filter: dict[str, set[str]] = {}
         for term in _conjuncts(rest):
             equality = _tag_equalities(term, tag_keys)
@@ -517,15 +525,15 @@ class QueryExecutor:
             return None
         descending = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
         return FastAggregatePlan(database, src.name, specs, _column_names(columns),
-                                 tag_filter, lower, max_ns, interval, offset,
+                                 tag_filter, group_tags, lower, max_ns, interval, offset,
                                  stmt.fill, stmt.fill_value, descending)
 
     def _fast_aggregate(self, plan: FastAggregatePlan) -> list[Series] | None:
         """The plan's result series; None when storage cannot give unmerged columns (or the
-        bucket range is too wide for dense folds): the generic executor then runs it."""
+        (group, bucket) grid is too large for dense folds): the generic executor then runs it."""
         parts = self.source.read_columns(  # type: ignore[attr-defined]
             plan.database, plan.measurement, start_ns=plan.lower, end_ns=plan.end_ns,
-            fields=plan.fields, tag_filter=plan.tag_filter or None)
+            fields=plan.fields, tag_filter=plan.tag_filter or None, group_tags=plan.group_tags)
         if parts is None:
             return None
         parts = [p for p in parts if p.time.shape[0]]
@@ -537,28 +545,45 @@ class QueryExecutor:
         buckets = (_window(plan.max_ns, interval, offset) - start) // interval + 1
         if plan.fill != "none" and buckets > MAX_BUCKETS:
             raise QueryError(f"max-select-buckets limit exceeded: ({buckets}/{MAX_BUCKETS})")
-        if buckets > DENSE_BUCKETS_MAX:
+        numbers: dict[tuple[str, ...], int] = {}  # group tag values -> group number over all parts
+        groups = []
+        for part in parts:
+            if not plan.group_tags:
+                groups.append(part.group)
+                continue
+            local = np.array([numbers.setdefault(k, len(numbers)) for k in part.group_keys], dtype=np.int64)
+            groups.append(local[part.group])
+        cells = buckets * max(1, len(numbers))
+        if cells > DENSE_CELLS_MAX:
             return None
-        results, seens = dense_bucket_columns(parts, plan.specs, start, interval, buckets)
-        present = seens[0] > 0
-        for seen in seens[1:]:
-            present |= seen > 0
-        if not present.any():
-            return []
-        times = start + np.arange(buckets, dtype=np.int64) * interval
-        keep = None
-        if plan.fill == "none":
-            keep = np.flatnonzero(present)
-            times = times[keep]
-        columns = []
-        for (function, _f, _dt), values, seen in zip(plan.specs, results, seens, strict=True):
-            gap = plan.fill_value if plan.fill == "number" else 0 if function == "count" and plan.fill == "null" else None
-            columns.append(filled_values(values, seen, keep, gap))
+        results, seens = dense_bucket_columns(parts, groups, plan.specs, start, interval, cells, buckets)
+        bucket_times = start + np.arange(buckets, dtype=np.int64) * interval
+        out = []
+        for key in sorted(numbers) if plan.group_tags else [()]:
+            cell = slice(numbers[key] * buckets, (numbers[key] + 1) * buckets) if plan.group_tags else slice(None)
+            present = seens[0][cell] > 0
+            for seen in seens[1:]:
+                present |= seen[cell] > 0
+            if not present.any():
+                continue
+            times, keep = bucket_times, None
+            if plan.fill == "none":
+                keep = np.flatnonzero(present)
+                times = times[keep]
+            columns = []
+            for (function, _f, _dt), values, seen in zip(plan.specs, results, seens, strict=True):
+                gap = (plan.fill_value if plan.fill == "number"
+                       else 0 if function == "count" and plan.fill == "null" else None)
+                columns.append(filled_values(values[cell], seen[cell], keep, gap))
+            if plan.descending:
+                times = times[::-1]
+                columns = [c[::-1] for c in columns]
+            tags = dict(zip(plan.group_tags, key, strict=True)) if plan.group_tags else None
+            out.append(Series(plan.measurement, ["time", *plan.names], [], tags, None, times=times,
+                              value_columns=columns))
         if plan.descending:
-            times = times[::-1]
-            columns = [c[::-1] for c in columns]
-        return [Series(plan.measurement, ["time", *plan.names], [], None, None, times=times,
-                       value_columns=columns)]
+            out.reverse()  # InfluxDB emits the series in descending order too
+        return out
 
     def _select_cost(self, stmt: ast.SelectStatement, db: str | None, now: int) -> int | None:
         estimate = getattr(self.source, "estimate_rows", None)

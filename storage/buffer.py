@@ -457,6 +457,23 @@ def assemble_runs(
     return table, keys, np.append(starts, len(sid)).astype(np.int64)
 
 
+def assemble_series(
+    chunks: list[Chunk],
+    series: SeriesIndex,
+    n_series: int,
+    field_types: dict[str, FieldType],
+    tag_keys: list[str],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    columns: list[str] | None = None,
+    tag_filter: dict[str, set[str]] | None = None,
+) -> tuple[pa.Table, np.ndarray, list[TagSet]]:
+    """assemble(), plus the buffer series id of every row and the tag set of every id."""
+    table, sid = _assemble(chunks, series, n_series, field_types, tag_keys, start_ns, end_ns, columns, tag_filter)
+    return table, (np.zeros(0, dtype=np.int64) if sid is None else sid), series.tagsets
+
+
 def _assemble(
     chunks: list[Chunk],
     series: SeriesIndex,

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
-from storage.buffer import FrozenMeasurement, WriteBuffer, assemble, assemble_runs, empty_table
+from storage.buffer import (
+    FrozenMeasurement,
+    WriteBuffer,
+    assemble,
+    assemble_runs,
+    assemble_series,
+    empty_table,
+)
 from storage.catalog import (
     DEFAULT_RP,
     Catalog,
@@ -1041,11 +1048,13 @@ class StorageEngine:
         return table
 
     def read_columns(self, db: str, measurement: str, *, start_ns: int | None, end_ns: int | None,
-                     fields: list[str], tag_filter: dict[str, set[str]] | None) -> list[ColumnPart] | None:
+                     fields: list[str], tag_filter: dict[str, set[str]] | None,
+                     group_tags: Sequence[str] = ()) -> list[ColumnPart] | None:
         """The numeric `fields` of the rows read() would return (start <= time < end matching
-        tag_filter) as numpy parts in no particular order, for aggregates that need neither row
-        order nor tags. None when two parts could hold the same (series, time): only read()'s
-        merge can then say which value wins."""
+        tag_filter) as numpy parts in no particular order, for aggregates that need no row
+        order; with `group_tags`, each row's group (its values of those tags, "" when absent).
+        None when two parts could hold the same (series, time): only read()'s merge can then
+        say which value wins."""
         snap = self._buffer.snapshot(db, measurement)  # before the segments, as _read
         types, all_tags, infos = self._schema(db, measurement)
         parts: list[ColumnPart] = []
@@ -1054,15 +1063,20 @@ class StorageEngine:
                                                      fields=fields, tag_filter=tag_filter):
                 if not rows.unique():
                     return None
+                group, keys = _segment_groups(rows, group_tags) if group_tags else (_NO_GROUPS, [])
                 parts.append(ColumnPart(rows.time, {f: numeric_column(rows.fields[f])
-                                                    for f in fields if f in rows.fields}))
+                                                    for f in fields if f in rows.fields}, group, keys))
         if snap is not None:
             chunks, index, n_series = snap
-            table = assemble(chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
-                             columns=[f for f in fields if f in types], tag_filter=tag_filter)
+            table, sid, tagsets = assemble_series(
+                chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
+                columns=[f for f in fields if f in types], tag_filter=tag_filter)
             if table.num_rows:  # assemble merged the buffer's own duplicates
+                group, keys = _local_groups(sid, lambda s: dict(tagsets[s]), group_tags) if group_tags \
+                    else (_NO_GROUPS, [])
                 parts.append(ColumnPart(time_array(table), {f: numeric_column(table.column(f))
-                                                            for f in fields if f in table.column_names}))
+                                                            for f in fields if f in table.column_names},
+                                        group, keys))
         if len(parts) > 1:
             spans = sorted((int(p.time.min()), int(p.time.max())) for p in parts)
             if any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False)):
@@ -1345,13 +1359,35 @@ def conform(table: pa.Table, names: list[str], types: list[pa.DataType]) -> pa.T
 @dataclass(slots=True)
 class ColumnPart:
     """One part of a read_columns(): int64 ns times and, per numeric field the part holds,
-    (values, validity); validity is empty when every row has a value (nulls hold 0)."""
+    (values, validity); validity is empty when every row has a value (nulls hold 0). With
+    group tags: each row's group number and each group's tag values (else empty)."""
 
     time: np.ndarray
     fields: dict[str, tuple[np.ndarray, np.ndarray]]
+    group: np.ndarray
+    group_keys: list[tuple[str, ...]]
 
 
 _ALL_VALID = np.empty(0, dtype=np.bool_)
+_NO_GROUPS = np.empty(0, dtype=np.int64)
+
+
+def _local_groups(sid: np.ndarray, tags_of: Callable[[int], dict[str, str]],
+                  group_tags: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Group number per row from series ids (each series' rows contiguous, as every part of a
+    read keeps them): one group per distinct tag-value combination."""
+    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+    numbers: dict[tuple[str, ...], int] = {}
+    run_group = np.empty(len(starts), dtype=np.int64)
+    for i, s in enumerate(sid[starts].tolist()):
+        tags = tags_of(s)
+        run_group[i] = numbers.setdefault(tuple(tags.get(t, "") for t in group_tags), len(numbers))
+    return np.repeat(run_group, np.diff(np.append(starts, len(sid)))), list(numbers)
+
+
+def _segment_groups(rows: SegmentRows, group_tags: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    footer = rows.footer
+    return _local_groups(rows.series_id, lambda s: dict(footer.series_tags_of(s)), group_tags)
 
 
 def numeric_column(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -746,10 +746,11 @@ class ChunkReader:
     are then shared: numpy ones are made read-only). The file is opened at the first chunk the
     cache does not hold; use as a context manager, which closes it."""
 
-    __slots__ = ("cache", "fd", "path")
+    __slots__ = ("cache", "fd", "fill", "path")
 
     def __init__(self, path: Path, cache: ChunkCache | None) -> None:
         self.path, self.cache, self.fd = path, cache, -1
+        self.fill = True  # keep newly decoded chunks (off for scans too large for the cache)
 
     def __enter__(self) -> ChunkReader:
         return self
@@ -773,10 +774,17 @@ class ChunkReader:
         found = cache.get(key)
         if found is None:
             found = _decode(self.path, c, _read_chunk(self.open(), self.path, c), ftype)
-            if isinstance(found, np.ndarray):
-                found.flags.writeable = False
-            cache.put(key, found, found.nbytes)
+            if self.fill:
+                if isinstance(found, np.ndarray):
+                    found.flags.writeable = False
+                cache.put(key, found, found.nbytes)
         return found
+
+    def scan_resistant(self, rows: int, columns: int) -> None:
+        """A read decoding more than a quarter of the cache (~8 bytes per value) only looks
+        chunks up: a large scan must not evict what dashboards re-read (LRU thrash)."""
+        if self.cache is not None and rows * columns * 8 > self.cache.max_bytes // 4:
+            self.fill = False
 
 
 def series_matching(footer: SegmentFooter, tag_filter: dict[str, set[str]] | None) -> np.ndarray:
@@ -957,6 +965,7 @@ def _read_rows(reader: ChunkReader, footer: SegmentFooter, fields: list[str], st
     if tail is not None:
         need = np.where(series_ok, int(tail), 0).astype(np.int64)
     groups = [footer.row_groups[i] for i in groups_touched(footer.group_stats(), selection.prefix, lo, hi).tolist()]
+    reader.scan_resistant(sum(g.rows for g in groups), 1 + len(fields))
     if need is not None:
         groups.reverse()  # newest rows of each series first
     picked: list[tuple[RowGroup, np.ndarray, np.ndarray | slice, np.ndarray, dict[str, pa.Array]]] = []

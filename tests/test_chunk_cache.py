@@ -126,3 +126,21 @@ def test_a_fully_cached_read_does_not_open_the_file(tmp_path: Path) -> None:
     assert read_segment(path, columns=["f"], footer=footer, cache=cache).equals(first)
     with pytest.raises(FileNotFoundError):
         read_segment(path, columns=["i"], footer=footer, cache=cache)  # "i" was never decoded
+
+
+def test_large_scans_do_not_evict_the_cache(tmp_path: Path) -> None:
+    """A read decoding more than a quarter of the cache only looks chunks up (no LRU thrash)."""
+    path = tmp_path / "s.seg"
+    write_segment(path, database="d", measurement="m", seq=1, table=_table(4000, 5), row_group_rows=500)
+    footer = read_footer(path)
+    cache = ChunkCache(200_000)  # a full read (4000 rows x 3 columns x 8 bytes) is > 1/4 of it
+    small = read_segment(path, columns=["f"], start_ns=0, end_ns=300, tag_filter={"host": {"a"}},
+                         footer=footer, cache=cache)
+    kept = cache.stats()["chunk_cache_entries"]
+    assert kept > 0
+    full = read_segment(path, columns=["f", "i"], footer=footer, cache=cache)
+    assert cache.stats()["chunk_cache_entries"] == kept  # the scan added nothing ...
+    assert cache.hits > 0  # ... but used what was there
+    assert full.equals(read_segment(path, columns=["f", "i"], footer=footer))
+    assert read_segment(path, columns=["f"], start_ns=0, end_ns=300, tag_filter={"host": {"a"}},
+                        footer=footer, cache=cache).equals(small)

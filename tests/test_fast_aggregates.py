@@ -86,10 +86,19 @@ PLANNED = [
     f"SELECT mean(temp) FROM m WHERE host = 'nope' AND time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(1m)",
     f"SELECT max(temp) FROM m WHERE time >= {_t(5000)} AND time < {_t(6000)} GROUP BY time(1m)",  # no rows
     f"SELECT mean(\"temp\") FROM \"agg\"..\"m\" WHERE time >= {_t(0)}ns AND time <= {_t(3599)}ns GROUP BY time(1m)",
+    f"SELECT max(temp), mean(load) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(10m), host",
+    f"SELECT count(load) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY zone, time(15m) fill(none)",
+    f"SELECT sum(temp) FROM m WHERE (host = 'a' OR host = 'c') AND time >= {_t(0)} AND time < {_t(3600)} "
+    "GROUP BY time(1h), *",
+    f"SELECT min(temp) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(20m), /o/, nothere",
+    f"SELECT max(load) FROM m WHERE host = 'b' AND time >= {_t(0)} AND time < {_t(3600)} "
+    "GROUP BY time(30m), host ORDER BY time DESC",
+    f"SELECT mean(temp) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(5m), zone, host fill(7)",
 ]
 
 NOT_PLANNED = [
-    f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m), host",  # tag groups
+    f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m), host SLIMIT 1",
+    f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m), time(2m)",
     f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m) LIMIT 3",
     f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m) fill(previous)",
     f"SELECT max(temp) FROM m WHERE temp > 5 AND time >= {_t(0)} GROUP BY time(1m)",  # field condition
