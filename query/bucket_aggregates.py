@@ -111,7 +111,7 @@ def _valid_values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.nd
     return values, (valid if valid.shape[0] else np.ones(len(values), dtype=np.bool_))
 
 
-def _group_ids(table: pa.Table, group_tags: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+def group_ids(table: pa.Table, group_tags: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
     """Dense group id per row for the tag combination, each tag's codes and dictionary."""
     n = table.num_rows
     group_id = np.zeros(n, dtype=np.int64)
@@ -143,7 +143,7 @@ def bucket_aggregates(table: pa.Table, group_tags: Sequence[str], specs: Sequenc
     if times.dtype != np.int64:
         times = times.astype("datetime64[ns]").view(np.int64)
     buckets = (times - offset) // interval * interval + offset
-    group_id, tag_codes, dictionaries = _group_ids(table, group_tags)
+    group_id, tag_codes, dictionaries = group_ids(table, group_tags)
     bucket_rank = (buckets - buckets.min()) // interval
     key = group_id * (int(bucket_rank.max()) + 1) + bucket_rank if group_tags else bucket_rank
     order = np.empty(0, dtype=np.int64)

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -30,10 +29,12 @@ from query.bucket_aggregates import (
     bucket_aggregates,
     dense_bucket_columns,
     filled_values,
+    group_ids,
     plain_rows,
 )
 from query.results import Series, go_duration, statement_result
 from query.statement_templates import StatementTemplates
+from query.time_windows import ZoneWindows
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
 from storage.engine import StorageError
 
@@ -1148,8 +1149,13 @@ class QueryExecutor:
                 raise QueryError("mixing multiple selector functions with tags or fields is not supported")
             else:
                 raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+        zone_windows: ZoneWindows | None = None  # tz(): windows follow the zone's offset changes
         if stmt.tz and interval:
-            offset = (offset - _tz_offset_ns(stmt.tz, lower if lower is not None else max_ns)) % interval
+            times = table.column("time").to_numpy()
+            lo = lower if lower is not None else (int(times.min()) if len(times) else max_ns)
+            zone_windows = ZoneWindows(stmt.tz, interval, offset, min(lo, max_ns), max_ns)
+            group = group_ids(table, group_tags)[0] if group_tags else None
+            table = table.append_column("__bucket", pa.array(zone_windows.assign_groups(times, group), type=pa.int64()))
         multi = [s for s in specs.values() if s.name in MULTI_ROW or s.name == "raw"]
         raw_transforms = all(s.name == "raw" for s in multi) and all(
             _is_raw_transform(c.expr) for c in call_columns)
@@ -1161,7 +1167,7 @@ class QueryExecutor:
         bucket_runs: dict[tuple[str, ...], BucketRuns] | None = None
         first_time: int | None = None
         limited = False
-        numpy_path = pushed and interval and not aux and all(
+        numpy_path = pushed and interval and not aux and zone_windows is None and all(
             s.name in BUCKET_AGGREGATES and not s.distinct and s.field in data.field_types
             and data.field_types[s.field] in (FieldType.FLOAT, FieldType.INTEGER) for s in spec_list)
         if numpy_path:
@@ -1170,6 +1176,7 @@ class QueryExecutor:
         else:
             aux_sql = [ctx.value(ast.VarRef(name)) for name in aux]
             bucket_sql = (
+                '"__bucket"' if zone_windows is not None else
                 f'(("time" - {offset}) - ((("time" - {offset}) % {interval}) + {interval}) % {interval} + {offset})'
                 if interval else "0"
             )
@@ -1196,16 +1203,19 @@ class QueryExecutor:
             if stmt.fill == "none":
                 buckets = sorted(set(present))
             else:
+                if zone_windows is not None:  # windows are laid out per series (see group loop)
+                    zone_span = (zone_windows.start_of(lower) if lower is not None else min(present),
+                                 zone_windows.start_of(max_ns))
                 start = _window(lower, interval, offset) if lower is not None else min(present)
                 end = _window(max_ns, interval, offset)
-                bucket_range = range(start, end + 1, interval)
+                bucket_range = range(start, end + 1, interval) if zone_windows is None else range(0)
                 plain = not multi and not any(_has_transform(c.expr) for c in columns)
-                if stmt.limit and plain and stmt.fill in ("null", "number"):
+                if stmt.limit and plain and stmt.fill in ("null", "number") and zone_windows is None:
                     # LIMIT/OFFSET pick buckets directly: no need to materialise the whole range
                     desc = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
                     ordered = bucket_range[::-1] if desc else bucket_range
-                    bucket_range = range(0)
                     buckets = sorted(ordered[stmt.offset : stmt.offset + stmt.limit])
+                    bucket_range = range(0)
                     limited = True
                 if len(bucket_range) > MAX_BUCKETS:
                     raise QueryError(f"max-select-buckets limit exceeded: ({len(bucket_range)}/{MAX_BUCKETS})")
@@ -1231,7 +1241,15 @@ class QueryExecutor:
                 rows = plain_rows(plain_gaps, plain_columns, bucket_runs[key], buckets)
             else:
                 per_bucket = bucket_runs[key].per_bucket() if bucket_runs is not None else groups[key]
-                rows = self._group_rows(stmt, columns, spec_list, per_bucket, buckets, interval,
+                series_buckets = buckets
+                if zone_windows is not None and stmt.fill != "none":
+                    try:
+                        windows = sorted(per_bucket)  # without a lower bound each series starts at its data
+                        first = zone_span[0] if lower is not None else windows[0]
+                        series_buckets = zone_windows.fill_times(first, zone_span[1], windows, MAX_BUCKETS)
+                    except ValueError:
+                        raise QueryError(f"max-select-buckets limit exceeded: (>{MAX_BUCKETS}/{MAX_BUCKETS})") from None
+                rows = self._group_rows(stmt, columns, spec_list, per_bucket, series_buckets, interval,
                                         point_time, first_time, data.field_types)
             if stmt.sort_fields and not stmt.sort_fields[0].ascending:
                 rows.reverse()
@@ -1324,7 +1342,8 @@ class QueryExecutor:
                     else:
                         prev = v
             elif fill == "linear":
-                column = _linear_fill(buckets, [None if gap else v for v, gap in zip(column, missing, strict=True)])
+                column = _linear_fill(buckets, [None if gap else v for v, gap in zip(column, missing, strict=True)],
+                                      interval or 1)
             for j, v in enumerate(column):
                 series_values[j][i] = v
         for j, bucket in enumerate(buckets):
@@ -2163,23 +2182,24 @@ def _window(t: int, interval: int, offset: int) -> int:
     return (t - offset) - ((t - offset) % interval) + offset
 
 
-def _tz_offset_ns(tz: str, at_ns: int) -> int:
-    moment = datetime.fromtimestamp(max(at_ns, 0) / 1e9, tz=ZoneInfo(tz))
-    offset = moment.utcoffset()
-    return int(offset.total_seconds()) * 1_000_000_000 if offset else 0
+def _linear_fill(buckets: list[int], column: list[Any], interval: int) -> list[Any]:
+    """fill(linear) as InfluxDB computes it: positions are window times divided by the interval
+    (Go's truncating division), value = slope * steps + previous (integers truncated)."""
+    def step(t: int) -> int:
+        return -(-t // interval) if t < 0 else t // interval
 
-
-def _linear_fill(buckets: list[int], column: list[Any]) -> list[Any]:
     known = [i for i, v in enumerate(column) if v is not None]
     out = list(column)
     for a, b in zip(known, known[1:], strict=False):
         if b - a < 2:
             continue
         va, vb = column[a], column[b]
+        ints = isinstance(va, int) and isinstance(vb, int)
+        ta, tb = step(buckets[a]), step(buckets[b])
+        slope = (vb - va) / (tb - ta) if tb != ta else 0.0
         for i in range(a + 1, b):
-            frac = (buckets[i] - buckets[a]) / (buckets[b] - buckets[a])
-            value = va + (vb - va) * frac
-            out[i] = int(value) if isinstance(va, int) and isinstance(vb, int) else value
+            value = slope * (step(buckets[i]) - ta) + va
+            out[i] = int(value) if ints else value
     return out
 
 
