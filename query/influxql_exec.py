@@ -365,8 +365,8 @@ class PreparedQuery:
 class FastAggregatePlan:
     """A SELECT answered by dense bucket folds straight from storage columns (no tables, no
     SQL): count/sum/mean/min/max of numeric fields of one measurement, WHERE of a time range
-    and tag equalities only (storage applies them), GROUP BY time and tags, fill(null|none|<n>),
-    no LIMIT/OFFSET/SLIMIT/SOFFSET/tz()."""
+    and tag equalities only (storage applies them), GROUP BY time (or none: one bucket) and
+    tags, fill(null|none|<n>), no LIMIT/OFFSET/SLIMIT/SOFFSET/tz()."""
 
     database: str
     measurement: str
@@ -489,7 +489,7 @@ class QueryExecutor:
         except QueryError:
             return None
         types = self.source.field_types(database, src.name)
-        if not interval or not types:
+        if not types:
             return None
         sorted_tags = self.source.tag_keys(database, src.name)
         tag_keys = set(sorted_tags)
@@ -497,8 +497,11 @@ class QueryExecutor:
             group_tags = _group_tags(stmt.dimensions, sorted_tags)
         except QueryError:
             return None
-        if sum(isinstance(d.expr, ast.Call) for d in stmt.dimensions) != 1:
-            return None  # time() twice: the generic path reports it
+        if sum(isinstance(d.expr, ast.Call) for d in stmt.dimensions) != (1 if interval else 0):
+            return None  # time() twice, or time(0): the generic path reports it
+        if not interval and len(stmt.fields) == 1 and isinstance(stmt.fields[0].expr, ast.Call) \
+                and stmt.fields[0].expr.name in SELECTORS:
+            return None  # a lone selector without GROUP BY time() answers with its point's time
         tag_filter: dict[str, set[str]] = {}
         for term in _conjuncts(rest):
             equality = _tag_equalities(term, tag_keys)
@@ -521,7 +524,7 @@ class QueryExecutor:
             specs.append((call.name, arg.name, np.dtype(np.float64 if ftype == FieldType.FLOAT else np.int64)))
             columns.append(OutputColumn(f.alias or call.name, call, bool(f.alias)))
         lower = trange.min_ns
-        max_ns = trange.max_ns if trange.max_ns is not None else now
+        max_ns = trange.max_ns if trange.max_ns is not None else now if interval else MAX_TIME_NS
         if lower is not None and lower > max_ns:
             return None
         descending = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
@@ -542,8 +545,13 @@ class QueryExecutor:
             return []
         interval, offset = plan.interval, plan.offset
         first = plan.lower if plan.lower is not None else min(int(p.time.min()) for p in parts)
-        start = _window(first, interval, offset)
-        buckets = (_window(plan.max_ns, interval, offset) - start) // interval + 1
+        if interval:
+            start = _window(first, interval, offset)
+            buckets = (_window(plan.max_ns, interval, offset) - start) // interval + 1
+        else:  # no GROUP BY time(): one bucket over every row, stamped with the lower bound (or 0)
+            start = min(int(p.time.min()) for p in parts)
+            interval = max(int(p.time.max()) for p in parts) - start + 1
+            buckets = 1
         if plan.fill != "none" and buckets > MAX_BUCKETS:
             raise QueryError(f"max-select-buckets limit exceeded: ({buckets}/{MAX_BUCKETS})")
         numbers: dict[tuple[str, ...], int] = {}  # group tag values -> group number over all parts
@@ -559,6 +567,8 @@ class QueryExecutor:
             return None
         results, seens = dense_bucket_columns(parts, groups, plan.specs, start, interval, cells, buckets)
         bucket_times = start + np.arange(buckets, dtype=np.int64) * interval
+        if not plan.interval:
+            bucket_times = np.array([plan.lower if plan.lower is not None else 0], dtype=np.int64)
         out = []
         for key in sorted(numbers) if plan.group_tags else [()]:
             cell = slice(numbers[key] * buckets, (numbers[key] + 1) * buckets) if plan.group_tags else slice(None)

@@ -94,6 +94,9 @@ PLANNED = [
     f"SELECT max(load) FROM m WHERE host = 'b' AND time >= {_t(0)} AND time < {_t(3600)} "
     "GROUP BY time(30m), host ORDER BY time DESC",
     f"SELECT mean(temp) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(5m), zone, host fill(7)",
+    f"SELECT count(temp), mean(load) FROM m WHERE time >= {_t(100)} AND time < {_t(3000)}",  # one bucket
+    "SELECT sum(load), max(temp), min(temp) FROM m WHERE host = 'a' GROUP BY zone",  # no time bounds
+    "SELECT count(load) FROM m WHERE time > now() - 1h GROUP BY *",
 ]
 
 NOT_PLANNED = [
@@ -104,7 +107,8 @@ NOT_PLANNED = [
     f"SELECT max(temp) FROM m WHERE temp > 5 AND time >= {_t(0)} GROUP BY time(1m)",  # field condition
     f"SELECT max(temp) FROM m WHERE host =~ /a/ AND time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m) tz('Europe/Berlin')",
-    f"SELECT max(temp) FROM m WHERE time >= {_t(0)}",  # no GROUP BY time
+    f"SELECT max(temp) FROM m WHERE time >= {_t(0)}",  # a lone selector: its point's time
+    f"SELECT min(load) FROM m WHERE time >= {_t(0)} GROUP BY host",
     f"SELECT median(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp) * 2 FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp), host FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",
