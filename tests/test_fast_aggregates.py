@@ -3,16 +3,15 @@ path: which statements it takes, identical answers over segments, buffer and ove
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ingest.lineproto import parse_lines
 from query.influxql_exec import QueryExecutor
 from storage.engine import StorageConfig, StorageEngine
+from tests.test_influxql_fastpaths import _same
 
 S = 1_000_000_000
 T0 = 1_600_000_200 * S  # on a 5-minute edge
@@ -55,17 +54,6 @@ def engine(tmp_path: Path) -> Iterator[StorageEngine]:
 def _executors(engine: StorageEngine) -> tuple[QueryExecutor, QueryExecutor]:
     return (QueryExecutor(engine, now_ns=lambda: NOW),
             QueryExecutor(engine, now_ns=lambda: NOW, fast_paths=False))
-
-
-def _same(ours: Any, reference: Any) -> bool:
-    """Equal with the same types; floats to 1e-12 relative (summation order may differ)."""
-    if isinstance(ours, float) and isinstance(reference, float):
-        return math.isclose(ours, reference, rel_tol=1e-12, abs_tol=1e-9)
-    if isinstance(ours, list) and isinstance(reference, list):
-        return len(ours) == len(reference) and all(_same(a, b) for a, b in zip(ours, reference, strict=True))
-    if isinstance(ours, dict) and isinstance(reference, dict):
-        return ours.keys() == reference.keys() and all(_same(ours[k], reference[k]) for k in ours)
-    return type(ours) is type(reference) and ours == reference
 
 
 def _t(seconds: int) -> int:
