@@ -375,7 +375,7 @@ class FastAggregatePlan:
     tag_filter: dict[str, set[str]]
     group_tags: list[str]  # GROUP BY tags (sorted), [] for one series
     lower: int | None  # lowest time of the WHERE (None: unbounded)
-    max_ns: int  # highest time (inclusive; now() when unbounded)
+    max_ns: int  # highest time (inclusive; unbounded: now() with GROUP BY time, else the maximum)
     interval: int
     offset: int
     fill: str
