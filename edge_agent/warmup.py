@@ -76,8 +76,9 @@ def warm_query() -> None:
     repeats_key(times, times)
     for dtype in (np.float64, np.int64):  # the fast aggregate path's dense folds
         for kind in (FOLD_SUM, FOLD_MAX):
-            fold_buckets(times, np.ones(3, dtype=dtype), np.empty(0, dtype=np.bool_), 0, 1, kind,
-                         np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64))
+            for groups in (np.empty(0, dtype=np.int64), np.zeros(3, dtype=np.int64)):
+                fold_buckets(times, groups, np.ones(3, dtype=dtype), np.empty(0, dtype=np.bool_), 0, 1, 3,
+                             kind, np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64))
 
 
 def warm_engine_queries() -> None:
@@ -114,10 +115,13 @@ def warm_engine_queries() -> None:
             engine.close()
 
 
+WARM_UP_STEPS = (warm_parser, warm_codecs, warm_segments, warm_query, warm_engine_queries)
+
+
 def warm_up() -> float:
     """Run every warm-up; returns seconds taken. Failures are logged, never raised."""
     start = time.perf_counter()
-    for step in (warm_parser, warm_codecs, warm_segments, warm_query, warm_engine_queries):
+    for step in WARM_UP_STEPS:
         try:
             step()
         except Exception:  # warm-up must never stop a node from starting
