@@ -1165,7 +1165,9 @@ class QueryExecutor:
             lo = lower if lower is not None else (int(times.min()) if len(times) else max_ns)
             zone_windows = ZoneWindows(stmt.tz, interval, offset, min(lo, max_ns), max_ns)
             group = group_ids(table, group_tags)[0] if group_tags else None
-            table = table.append_column("__bucket", pa.array(zone_windows.assign_groups(times, group), type=pa.int64()))
+            descending = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
+            table = table.append_column(
+                "__bucket", pa.array(zone_windows.assign_groups(times, group, descending), type=pa.int64()))
         multi = [s for s in specs.values() if s.name in MULTI_ROW or s.name == "raw"]
         raw_transforms = all(s.name == "raw" for s in multi) and all(
             _is_raw_transform(c.expr) for c in call_columns)
@@ -1256,7 +1258,11 @@ class QueryExecutor:
                     try:
                         windows = sorted(per_bucket)  # without a lower bound each series starts at its data
                         first = zone_span[0] if lower is not None else windows[0]
-                        series_buckets = zone_windows.fill_times(first, zone_span[1], windows, MAX_BUCKETS)
+                        if stmt.sort_fields and not stmt.sort_fields[0].ascending:  # InfluxDB steps back
+                            series_buckets = zone_windows.fill_times_descending(
+                                zone_span[1], first if lower is not None else None, windows[::-1], MAX_BUCKETS)[::-1]
+                        else:
+                            series_buckets = zone_windows.fill_times(first, zone_span[1], windows, MAX_BUCKETS)
                     except ValueError:
                         raise QueryError(f"max-select-buckets limit exceeded: (>{MAX_BUCKETS}/{MAX_BUCKETS})") from None
                 rows = self._group_rows(stmt, columns, spec_list, per_bucket, series_buckets, interval,

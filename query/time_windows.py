@@ -89,10 +89,11 @@ class ZoneWindows:
             end += moved
         return start + self.offset, end + self.offset
 
-    def assign(self, times: np.ndarray) -> np.ndarray:
-        """Window start of each instant of one series (any order), windows taken in time order
-        as InfluxDB reduces them: a window is that of its first instant and holds every later
-        instant before its end. Without an offset change nearby this is starts(times)."""
+    def assign(self, times: np.ndarray, descending: bool = False) -> np.ndarray:
+        """Window start of each instant of one series (any order), windows taken in query order
+        as InfluxDB reduces them: a window is that of its first instant (the earliest; the
+        latest with ORDER BY time DESC) and holds the following instants inside it. Without an
+        offset change nearby this is starts(times)."""
         if len(times) == 0:
             return times.copy()
         lo, hi = int(times.min()), int(times.max())
@@ -102,12 +103,45 @@ class ZoneWindows:
         order = np.argsort(times, kind="stable")
         ordered = times[order]
         out = np.empty(len(times), dtype=np.int64)
+        if descending:
+            i = len(ordered) - 1
+            while i >= 0:
+                start, _end = self.window(int(ordered[i]))
+                j = min(int(np.searchsorted(ordered, start, side="left")), i)
+                out[order[j:i + 1]] = start
+                i = j - 1
+            return out
         i = 0
         while i < len(ordered):
             start, end = self.window(int(ordered[i]))
             j = max(int(np.searchsorted(ordered, end, side="left")), i + 1)
             out[order[i:j]] = start
             i = j
+        return out
+
+    def fill_times_descending(self, first: int, last: int | None, present: list[int], limit: int) -> list[int]:
+        """fill_times for ORDER BY time DESC (InfluxDB steps back from the newest window):
+        `first` is the newest window, `last` the oldest (None: stop with the data), `present`
+        descending; the result is descending too."""
+        out: list[int] = []
+        at = first
+        current = int(self.zone_offset(np.array([at], dtype=np.int64))[0])
+        i = 0
+        while i < len(present) or (last is not None and at >= last):
+            if i < len(present) and present[i] >= at:
+                out.append(present[i])
+                i += 1
+            else:
+                out.append(at)
+            if len(out) > limit:
+                raise ValueError(f"more than {limit} windows")
+            at -= self.interval
+            now = int(self.zone_offset(np.array([at - 1], dtype=np.int64))[0])
+            if now != current:
+                diff = current - now
+                if abs(diff) < self.interval:
+                    at += diff
+                current = now
         return out
 
     def fill_times(self, first: int, last: int, present: list[int], limit: int) -> list[int]:
@@ -138,14 +172,14 @@ class ZoneWindows:
                 current = now
         return out
 
-    def assign_groups(self, times: np.ndarray, group: np.ndarray | None) -> np.ndarray:
+    def assign_groups(self, times: np.ndarray, group: np.ndarray | None, descending: bool = False) -> np.ndarray:
         """assign() within each group of rows (group: a number per row, None: one group)."""
         lo, hi = (int(times.min()), int(times.max())) if len(times) else (0, 0)
         near = np.searchsorted(self._changes, [lo - 2 * self.interval, hi + 2 * self.interval])
         if group is None or near[0] == near[1]:
-            return self.assign(times)
+            return self.assign(times, descending)
         out = np.empty(len(times), dtype=np.int64)
         for g in np.unique(group).tolist():
             rows = np.flatnonzero(group == g)
-            out[rows] = self.assign(times[rows])
+            out[rows] = self.assign(times[rows], descending)
         return out

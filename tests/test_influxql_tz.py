@@ -72,6 +72,8 @@ def _queries() -> list[str]:
                 f"SELECT min(f) FROM dst {where} GROUP BY time(1d) ORDER BY time DESC tz('{zone}')",
                 f"SELECT count(f) FROM dst {where} GROUP BY time(1d) LIMIT 2 OFFSET 1 tz('{zone}')",
                 f"SELECT v FROM dst {where} AND site = 'a' LIMIT 5 tz('{zone}')",
+                f"SELECT count(v) FROM dst {where} GROUP BY time(2h) fill(0) ORDER BY time DESC tz('{zone}')",
+                f"SELECT count(v) FROM dst {where} GROUP BY time(12h, 3h), site ORDER BY time DESC tz('{zone}')",
             ]
         out.append(f"SELECT count(v) FROM dst WHERE time < '{spans[0][1]}' GROUP BY time(1d) tz('{zone}')")
     return out
