@@ -1259,8 +1259,9 @@ class QueryExecutor:
                         windows = sorted(per_bucket)  # without a lower bound each series starts at its data
                         first = zone_span[0] if lower is not None else windows[0]
                         if stmt.sort_fields and not stmt.sort_fields[0].ascending:  # InfluxDB steps back
-                            series_buckets = zone_windows.fill_times_descending(
-                                zone_span[1], first if lower is not None else None, windows[::-1], MAX_BUCKETS)[::-1]
+                            series_buckets = zone_windows.fill_times(
+                                zone_span[1], first if lower is not None else None, windows[::-1], MAX_BUCKETS,
+                                descending=True)[::-1]
                         else:
                             series_buckets = zone_windows.fill_times(first, zone_span[1], windows, MAX_BUCKETS)
                     except ValueError:

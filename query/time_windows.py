@@ -119,52 +119,31 @@ class ZoneWindows:
             i = j
         return out
 
-    def fill_times_descending(self, first: int, last: int | None, present: list[int], limit: int) -> list[int]:
-        """fill_times for ORDER BY time DESC (InfluxDB steps back from the newest window):
-        `first` is the newest window, `last` the oldest (None: stop with the data), `present`
-        descending; the result is descending too."""
-        out: list[int] = []
-        at = first
-        current = int(self.zone_offset(np.array([at], dtype=np.int64))[0])
-        i = 0
-        while i < len(present) or (last is not None and at >= last):
-            if i < len(present) and present[i] >= at:
-                out.append(present[i])
-                i += 1
-            else:
-                out.append(at)
-            if len(out) > limit:
-                raise ValueError(f"more than {limit} windows")
-            at -= self.interval
-            now = int(self.zone_offset(np.array([at - 1], dtype=np.int64))[0])
-            if now != current:
-                diff = current - now
-                if abs(diff) < self.interval:
-                    at += diff
-                current = now
-        return out
-
-    def fill_times(self, first: int, last: int, present: list[int], limit: int) -> list[int]:
+    def fill_times(self, first: int, last: int | None, present: list[int], limit: int,
+                   descending: bool = False) -> list[int]:
         """Window times of one series as InfluxDB's fill iterator emits them: the expected
         window steps from `first` through `last` by the interval (re-aligned when the zone's
-        offset changes by less than the interval), and a window holding data (`present`,
-        ascending) that is at or before the expected one is emitted in its place — so a data
+        offset changes by less than the interval), and a window holding data (`present`, in
+        query order) that is at or before the expected one is emitted in its place — so a data
         window off the stepped grid (next to an offset change) shows up besides the filled one.
+        `descending` (ORDER BY time DESC) steps back from the newest window: `first` is then the
+        newest, `last` the oldest (None: stop with the data) and the result descending.
         ValueError past `limit` windows."""
+        sign = -1 if descending else 1
         out: list[int] = []
         at = first
-        current = int(self.zone_offset(np.array([at], dtype=np.int64))[0])
+        current = self._offset_at(at)
         i = 0
-        while i < len(present) or at <= last:
-            if i < len(present) and present[i] <= at:
+        while i < len(present) or (last is not None and sign * at <= sign * last):
+            if i < len(present) and sign * present[i] <= sign * at:
                 out.append(present[i])
                 i += 1
             else:
                 out.append(at)
             if len(out) > limit:
                 raise ValueError(f"more than {limit} windows")
-            at += self.interval
-            now = int(self.zone_offset(np.array([at - 1], dtype=np.int64))[0])
+            at += sign * self.interval
+            now = self._offset_at(at - 1)
             if now != current:
                 diff = current - now
                 if abs(diff) < self.interval:
