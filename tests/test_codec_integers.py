@@ -118,6 +118,20 @@ def test_predicates_pick_expected_codec() -> None:
     assert len(buf) == 8 + 8 * len(noise)
 
 
+def test_delta_const_decodes_descending_and_wrapping_runs() -> None:
+    """DELTA_CONST_I64 decodes in one arange when no value leaves int64, else with 64-bit wrap-around."""
+    for values in (
+        np.arange(8640, dtype=np.int64) * 10_000_000_000 + 1_451_606_400_000_000_000,
+        np.arange(1000, dtype=np.int64) * -7 + 3,
+        np.array([I64_MAX - 1, I64_MAX, I64_MIN, I64_MIN + 1], dtype=np.int64),  # wraps at +1
+        np.array([I64_MIN + 1, I64_MIN, I64_MAX], dtype=np.int64),  # wraps at -1
+        np.arange(5, dtype=np.int64) * (1 << 62) + I64_MIN,  # the last step wraps to I64_MIN
+        np.array([I64_MAX - 2, I64_MAX - 1, I64_MAX], dtype=np.int64),  # ends exactly at the top
+    ):
+        buf = check_ints(values)
+        assert codec_of(buf) == CodecId.DELTA_CONST_I64, values[:4]
+
+
 def test_power_of_ten_scale_is_used() -> None:
     values = structured_ints(3, 4000, 3)
     buf = unwrap_zstd_stage(check_ints(values))

@@ -18,6 +18,7 @@ from storage.codecs.bitpack import BLOCK, for_pack, for_packed_bytes, packed_wor
 HEADER = struct.Struct("<BBHI")  # codec id, aux (decimal scale), reserved, count
 FIRST = struct.Struct("<q")
 TWO = struct.Struct("<qq")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_COUNT = 0xFFFFFFFF
 ZSTD_LEVEL = 3
 ZSTD_MIN_SAVING = 0.10
@@ -541,7 +542,11 @@ def decode_int64_words(buf: bytes | memoryview, what: str = "integers") -> np.nd
         return np.full(n, FIRST.unpack_from(buf, HEADER.size)[0], dtype=np.int64)
     if codec == CodecId.DELTA_CONST_I64:
         first, delta = TWO.unpack_from(buf, HEADER.size)
-        out = np.empty(n, dtype=np.uint64)
+        if n and delta and _INT64_MIN <= first + (n - 1) * delta <= _INT64_MAX:
+            out = np.arange(first, first + n * delta, delta, dtype=np.int64)  # one pass, no wrap-around
+            if out.shape[0] == n:
+                return out
+        out = np.empty(n, dtype=np.uint64)  # values wrap around 64 bits: modular arithmetic
         np.multiply(np.arange(n, dtype=np.uint64), np.uint64(delta & 0xFFFFFFFFFFFFFFFF), out=out)
         out += np.uint64(first & 0xFFFFFFFFFFFFFFFF)
         return out.view(np.int64)
