@@ -220,6 +220,21 @@ class ShowSeriesStatement:
 
 
 @dataclass(slots=True)
+class ShowCardinalityStatement:
+    """SHOW SERIES | MEASUREMENT | TAG KEY | TAG VALUES | FIELD KEY [EXACT] CARDINALITY."""
+    what: str  # "SERIES", "MEASUREMENT", "TAG KEY", "TAG VALUES" or "FIELD KEY"
+    exact: bool = False
+    database: str = ""
+    sources: list[Source] = field(default_factory=list)
+    key_op: str = ""  # TAG VALUES: "=", "!=", "=~", "!~" or "IN" (WITH KEY ...)
+    key_expr: Expr | None = None
+    condition: Expr | None = None
+    dimensions: list[Dimension] = field(default_factory=list)
+    limit: int = 0
+    offset: int = 0
+
+
+@dataclass(slots=True)
 class ShowRetentionPoliciesStatement:
     database: str = ""
 

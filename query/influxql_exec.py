@@ -691,6 +691,8 @@ class QueryExecutor:
             return self._show_field_keys(stmt, self._require_db(stmt.database or db))
         if isinstance(stmt, ast.ShowSeriesStatement):
             return self._show_series(stmt, self._require_db(stmt.database or db))
+        if isinstance(stmt, ast.ShowCardinalityStatement):
+            return self._show_cardinality(stmt, stmt.database or db)
         raise QueryError(f"unsupported statement {type(stmt).__name__}")
 
     def _require_db(self, db: str | None) -> str:
@@ -768,11 +770,12 @@ class QueryExecutor:
                 names.append(src.name)
         return sorted(set(names))
 
-    def _filtered_series(self, db: str, name: str, condition: ast.Expr | None) -> list[TagSet]:
+    def _filtered_series(self, db: str, name: str, condition: ast.Expr | None, other: bool = True,
+                         absent: str | None = "") -> list[TagSet]:
         tag_sets = self.source.series(db, name)
         if condition is None:
             return tag_sets
-        return [ts for ts in tag_sets if _eval_tag_condition(condition, dict(ts))]
+        return [ts for ts in tag_sets if _eval_tag_condition(condition, dict(ts), other, absent)]
 
     def _show_measurements(self, stmt: ast.ShowMeasurementsStatement, db: str) -> list[Series]:
         names = self.source.measurements(db)
@@ -804,17 +807,7 @@ class QueryExecutor:
         names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
         out: list[Series] = []
         for name in names:
-            keys = self.source.tag_keys(db, name)
-            key_expr = stmt.key_expr
-            if stmt.op == "IN" and isinstance(key_expr, ast.ListLiteral):
-                wanted = [k for k in keys if k in key_expr.values]
-            elif stmt.op in ("=", "!=") and isinstance(key_expr, ast.StringLiteral):
-                wanted = [k for k in keys if (k == key_expr.value) == (stmt.op == "=")]
-            elif isinstance(key_expr, ast.RegexLiteral):
-                pattern = key_expr.compiled()
-                wanted = [k for k in keys if bool(pattern.search(k)) == (stmt.op == "=~")]
-            else:
-                wanted = []
+            wanted = _keys_with(stmt.op, stmt.key_expr, self.source.tag_keys(db, name))
             pairs: set[tuple[str, str]] = set()
             for ts in self._filtered_series(db, name, stmt.condition):
                 for k, v in ts:
@@ -834,6 +827,61 @@ class QueryExecutor:
             if rows:
                 out.append(Series(name, ["fieldKey", "fieldType"], rows))
         return out
+
+    def _show_cardinality(self, stmt: ast.ShowCardinalityStatement, db: str | None) -> list[Series]:
+        """Cardinality as InfluxDB 1.6 answers it: exact counts (the estimates of SHOW SERIES /
+        MEASUREMENT CARDINALITY without FROM, WHERE and GROUP BY are exact counts here too)."""
+        what = stmt.what
+        if what in ("SERIES", "MEASUREMENT") and not (stmt.exact or stmt.sources or stmt.condition
+                                                       or stmt.dimensions or stmt.limit or stmt.offset):
+            names = sorted(self.source.measurements(db)) if db and self.source.has_database(db) else []
+            total = sum(len(self.source.series(db, n)) for n in names) if what == "SERIES" else len(names)
+            return [Series(None, ["cardinality estimation"], [[total]])]
+        if _mentions_time(stmt.condition):
+            if what == "TAG VALUES":
+                return []  # InfluxDB 1.6.7 answers no series rather than an error
+            label = f"{what} EXACT" if stmt.exact or what != "FIELD KEY" else what
+            raise QueryError(f"SHOW {label} CARDINALITY doesn't support time in WHERE clause")
+        database = self._require_db(db)
+        if any(isinstance(d.expr, ast.Call) for d in stmt.dimensions):
+            raise QueryError(f"GROUP BY time() is not supported by edgets in SHOW {what} CARDINALITY")
+        sources: list[tuple[str, str]] = []  # (database, measurement)
+        for src in stmt.sources or [ast.Measurement("", regex=ast.RegexLiteral(""))]:
+            src_db = getattr(src, "database", "") or database
+            if self.source.has_database(src_db):
+                sources.extend((src_db, n) for n in self._resolve_names(src_db, [src]))
+        sources = sorted(set(sources), key=lambda s: s[1])
+        tags = _group_tags(stmt.dimensions, sorted({k for d, n in sources for k in self.source.tag_keys(d, n)}))
+        counts: dict[tuple[str | None, tuple[str, ...]], int] = {}
+        measurements: dict[tuple[str, ...], set[str]] = {}
+        for src_db, name in sources:
+            groups: dict[tuple[str, ...], list[TagSet]] = {}
+            absent = None if what == "TAG VALUES" else ""
+            for ts in self._filtered_series(src_db, name, stmt.condition, other=False, absent=absent):
+                values = dict(ts)
+                groups.setdefault(tuple(values.get(t, "") for t in tags), []).append(ts)
+            wanted = _keys_with(stmt.key_op, stmt.key_expr, self.source.tag_keys(src_db, name))
+            fields = len(self.source.field_types(src_db, name)) if what == "FIELD KEY" else 0
+            for key, members in groups.items():
+                if what == "SERIES":
+                    count = len(members)
+                elif what == "TAG KEY":
+                    count = len({k for ts in members for k, _ in ts})
+                elif what == "TAG VALUES":
+                    count = len({v for ts in members for k, v in ts if k in wanted})
+                elif what == "FIELD KEY":
+                    count = fields
+                else:
+                    measurements.setdefault(key, set()).add(name)
+                    continue
+                if count:
+                    counts[(name, key)] = count
+        for key, names in measurements.items():
+            counts[(None, key)] = len(names)
+        if stmt.offset:
+            return []  # one row per series: any OFFSET skips it
+        return [Series(name, ["count"], [[count]], dict(zip(tags, key, strict=True)) if tags else None)
+                for (name, key), count in sorted(counts.items(), key=lambda item: (item[0][0] or "", item[0][1]))]
 
     def _show_series(self, stmt: ast.ShowSeriesStatement, db: str) -> list[Series]:
         names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
@@ -1931,6 +1979,18 @@ def _group_by_time(dimensions: list[ast.Dimension]) -> tuple[int, int]:
     return 0, 0
 
 
+def _keys_with(op: str, key_expr: ast.Expr | None, keys: Iterable[str]) -> list[str]:
+    """The tag keys a SHOW TAG VALUES ... WITH KEY <op> <key_expr> clause selects."""
+    if op == "IN" and isinstance(key_expr, ast.ListLiteral):
+        return [k for k in keys if k in key_expr.values]
+    if op in ("=", "!=") and isinstance(key_expr, ast.StringLiteral):
+        return [k for k in keys if (k == key_expr.value) == (op == "=")]
+    if isinstance(key_expr, ast.RegexLiteral):
+        pattern = key_expr.compiled()
+        return [k for k in keys if bool(pattern.search(k)) == (op == "=~")]
+    return []
+
+
 def _group_tags(dimensions: list[ast.Dimension], tag_keys: list[str]) -> list[str]:
     tags: list[str] = []
     for dim in dimensions:
@@ -2147,19 +2207,24 @@ def _tag_equalities(expr: ast.Expr, tag_keys: set[str]) -> tuple[str, set[str]] 
     return None
 
 
-def _eval_tag_condition(expr: ast.Expr, tags: dict[str, str]) -> bool:
-    """WHERE of SHOW statements: evaluated on a series' tags (fields/time count as true)."""
+def _eval_tag_condition(expr: ast.Expr, tags: dict[str, str], other: bool = True, absent: str | None = "") -> bool:
+    """WHERE of SHOW statements evaluated on a series' tags; comparisons that are not tag
+    comparisons (fields, time) count as `other`, a tag the series lacks has the value `absent`
+    (None: any comparison on it is false). InfluxDB 1.6.7: other=True for SHOW SERIES/TAG
+    KEYS/..., other=False for the cardinality statements, absent=None for TAG VALUES CARDINALITY."""
     if isinstance(expr, ast.ParenExpr):
-        return _eval_tag_condition(expr.expr, tags)
+        return _eval_tag_condition(expr.expr, tags, other, absent)
     if not isinstance(expr, ast.BinaryExpr):
-        return True
+        return other
     if expr.op == "AND":
-        return _eval_tag_condition(expr.lhs, tags) and _eval_tag_condition(expr.rhs, tags)
+        return _eval_tag_condition(expr.lhs, tags, other, absent) and _eval_tag_condition(expr.rhs, tags, other, absent)
     if expr.op == "OR":
-        return _eval_tag_condition(expr.lhs, tags) or _eval_tag_condition(expr.rhs, tags)
+        return _eval_tag_condition(expr.lhs, tags, other, absent) or _eval_tag_condition(expr.rhs, tags, other, absent)
     if not isinstance(expr.lhs, ast.VarRef) or _is_time_ref(expr.lhs):
-        return True
-    value = tags.get(expr.lhs.name, "")
+        return other
+    value = tags.get(expr.lhs.name, absent)
+    if value is None:
+        return False
     rhs = expr.rhs
     if expr.op in ("=~", "!~") and isinstance(rhs, ast.RegexLiteral):
         return bool(rhs.compiled().search(value)) == (expr.op == "=~")
@@ -2168,7 +2233,7 @@ def _eval_tag_condition(expr: ast.Expr, tags: dict[str, str]) -> bool:
             return value == rhs.value
         if expr.op == "!=":
             return value != rhs.value
-    return True
+    return other
 
 
 def _normalise_table(table: pa.Table, data: MeasurementData, read_cols: list[str],

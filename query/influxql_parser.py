@@ -410,11 +410,21 @@ class Parser:
             tok2 = self.scan_ws()
             if tok2.kind == "KEYS":
                 return self.parse_show_tag_keys()
+            if tok2.kind == "KEY":
+                return self.parse_show_cardinality("TAG KEY")
             if tok2.kind == "VALUES":
+                if self.peek_ws().kind in ("EXACT", "CARDINALITY"):
+                    return self.parse_show_cardinality("TAG VALUES")
                 return self.parse_show_tag_values()
-            raise self.error(tok2, ["KEYS", "VALUES"])
+            raise self.error(tok2, ["KEY", "KEYS", "VALUES"])
+        if kind == "MEASUREMENT":
+            return self.parse_show_cardinality("MEASUREMENT")
         if kind == "FIELD":
-            self.expect("KEYS")
+            tok2 = self.scan_ws()
+            if tok2.kind == "KEY":
+                return self.parse_show_cardinality("FIELD KEY")
+            if tok2.kind != "KEYS":
+                raise self.error(tok2, ["KEY", "KEYS"])
             stmt = ast.ShowFieldKeysStatement()
             if self.accept("ON"):
                 stmt.database = self.parse_ident()
@@ -425,6 +435,8 @@ class Parser:
             stmt.offset = self.optional_int("OFFSET")
             return stmt
         if kind == "SERIES":
+            if self.peek_ws().kind in ("EXACT", "CARDINALITY"):
+                return self.parse_show_cardinality("SERIES")
             stmt_s = ast.ShowSeriesStatement()
             if self.accept("ON"):
                 stmt_s.database = self.parse_ident()
@@ -441,7 +453,7 @@ class Parser:
             if self.accept("ON"):
                 stmt_r.database = self.parse_ident()
             return stmt_r
-        if kind in ("CONTINUOUS", "DIAGNOSTICS", "GRANTS", "MEASUREMENT", "QUERIES", "SHARD",
+        if kind in ("CONTINUOUS", "DIAGNOSTICS", "GRANTS", "QUERIES", "SHARD",
                     "SHARDS", "STATS", "SUBSCRIPTIONS", "USERS"):
             raise InfluxQLParseError(f"SHOW {kind} is not supported by edgets")
         raise self.error(
@@ -488,6 +500,15 @@ class Parser:
             stmt.database = self.parse_ident()
         if self.accept("FROM"):
             stmt.sources = self.parse_sources(subqueries=False)
+        stmt.op, stmt.key_expr = self.parse_with_key()
+        stmt.condition = self.parse_condition()
+        self.parse_order_by()
+        stmt.limit = self.optional_int("LIMIT")
+        stmt.offset = self.optional_int("OFFSET")
+        return stmt
+
+    def parse_with_key(self) -> tuple[str, ast.Expr]:
+        """WITH KEY = k | != k | =~ /re/ | !~ /re/ | IN (k, ...): (operator, key expression)."""
         self.expect("WITH")
         self.expect("KEY")
         tok = self.scan_ws()
@@ -497,18 +518,33 @@ class Parser:
             while self.accept(","):
                 keys.append(self.parse_ident())
             self.expect(")")
-            stmt.op, stmt.key_expr = "IN", ast.ListLiteral(keys)
-        elif tok.kind in ("=", "!="):
-            stmt.op, stmt.key_expr = tok.kind, ast.StringLiteral(self.parse_ident())
-        elif tok.kind in ("=~", "!~"):
+            return "IN", ast.ListLiteral(keys)
+        if tok.kind in ("=", "!="):
+            return tok.kind, ast.StringLiteral(self.parse_ident())
+        if tok.kind in ("=~", "!~"):
             regex = self.parse_regex()
             if regex is None:
                 raise self.error(self.scan_ws(), ["regex"])
-            stmt.op, stmt.key_expr = tok.kind, regex
+            return tok.kind, regex
+        raise self.error(tok, ["IN", "=", "=~"])
+
+    def parse_show_cardinality(self, what: str) -> ast.ShowCardinalityStatement:
+        """The rest of SHOW <what> [EXACT] CARDINALITY [ON db] [FROM ...] [WITH KEY ...]
+        [WHERE ...] [GROUP BY ...] [LIMIT n] [OFFSET n]."""
+        exact = self.accept("EXACT")
+        if exact:
+            self.expect("CARDINALITY")
         else:
-            raise self.error(tok, ["IN", "=", "=~"])
+            self.expect("EXACT", "CARDINALITY")
+        stmt = ast.ShowCardinalityStatement(what, exact)
+        if self.accept("ON"):
+            stmt.database = self.parse_ident()
+        if self.accept("FROM"):
+            stmt.sources = self.parse_sources(subqueries=False)
+        if what == "TAG VALUES":
+            stmt.key_op, stmt.key_expr = self.parse_with_key()
         stmt.condition = self.parse_condition()
-        self.parse_order_by()
+        stmt.dimensions = self.parse_dimensions()
         stmt.limit = self.optional_int("LIMIT")
         stmt.offset = self.optional_int("OFFSET")
         return stmt
