@@ -634,3 +634,12 @@ def test_rfc3339_literals_match_the_calendar() -> None:
                 parse_time_string(text)
             continue
         assert parse_time_string(text) == want, text
+
+
+def test_cardinality_group_by_time_is_refused_with_a_clear_error(executor: QueryExecutor) -> None:
+    """InfluxDB 1.6.7 answers a count row per interval since the epoch; edgets refuses instead
+    (every other cardinality form is compared with InfluxDB in the differential corpus)."""
+    result = run(executor, "SHOW SERIES EXACT CARDINALITY GROUP BY time(1h)")
+    assert result["error"] == "GROUP BY time() is not supported by edgets in SHOW SERIES CARDINALITY"
+    counted = run(executor, "SHOW SERIES EXACT CARDINALITY")["series"]
+    assert counted and all(s["columns"] == ["count"] and s["values"][0][0] > 0 for s in counted)
