@@ -2,12 +2,16 @@
 
 Prints the median latency per query type over seeded random instances and the edgets/InfluxDB ratio.
 Usage: python bench/query.py [--instances 10] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
+                             [--new-connections]
+Requests go over one kept-alive connection per server, as TSBS's query runner does (a Go
+http.Client per worker); --new-connections opens one per request instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -131,17 +135,53 @@ QUERY_TYPES: dict[str, Callable[[random.Random, Workload], str]] = {
 }
 
 
-def timed_query(url: str, q: str) -> tuple[float, int, str]:
-    """GET /query as TSBS does; returns (seconds incl. reading the body, result rows, error text or '')."""
-    request = urllib.request.Request(f"{url}/query?{urllib.parse.urlencode({'db': DB, 'q': q})}")
-    start = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=600) as response:
-        raw = response.read()
-    elapsed = time.perf_counter() - start
-    body = json.loads(raw)
-    errors = [r["error"] for r in body.get("results", []) if "error" in r]
-    rows = sum(len(s.get("values", [])) for r in body.get("results", []) for s in r.get("series", []))
-    return elapsed, rows, "; ".join(errors)
+class QueryClient:
+    """GET /query on one server, timed. keep_alive=True reuses one connection, as TSBS's runner
+    (a Go http.Client per worker, body read to EOF: net/http keeps the connection); False opens
+    a new connection per request (the worst case for a server's per-connection set-up)."""
+
+    def __init__(self, url: str, keep_alive: bool) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        self.url, self.host, self.port, self.keep_alive = url, parsed.hostname or "127.0.0.1", parsed.port, keep_alive
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _get(self, path: str) -> bytes:
+        if not self.keep_alive:
+            with urllib.request.urlopen(self.url + path, timeout=600) as response:
+                return response.read()
+        for attempt in (0, 1):  # a kept connection the server closed meanwhile is reopened once
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+            try:
+                self._conn.request("GET", path)
+                response = self._conn.getresponse()
+                body = response.read()
+            except (ConnectionError, http.client.HTTPException):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"{self.url}{path[:200]}: HTTP {response.status} {body[:200]!r}")
+            return body
+        raise AssertionError("unreachable")
+
+    def timed_query(self, q: str) -> tuple[float, int, str]:
+        """(seconds incl. reading the body, result rows, error text or '')."""
+        path = f"/query?{urllib.parse.urlencode({'db': DB, 'q': q})}"
+        start = time.perf_counter()
+        raw = self._get(path)
+        elapsed = time.perf_counter() - start
+        body = json.loads(raw)
+        errors = [r["error"] for r in body.get("results", []) if "error" in r]
+        rows = sum(len(s.get("values", [])) for r in body.get("results", []) for s in r.get("series", []))
+        return elapsed, rows, "; ".join(errors)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def upgrade_segments(data_dir: Path) -> int:
@@ -218,12 +258,17 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=4, help="concurrent writers while loading")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"), help="cached data dirs")
     ap.add_argument("--types", default="", help="comma-separated subset of query types")
+    ap.add_argument("--new-connections", action="store_true",
+                    help="a new connection per request (default: one kept-alive connection per server, as TSBS)")
     args = ap.parse_args()
     w = Workload(args.hosts, args.hours)
     types = [t for t in args.types.split(",") if t] or list(QUERY_TYPES)
     print(f"# bench/query.py  {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()} cores={os.cpu_count()} "
-          f"python={platform.python_version()}  instances={args.instances} seed={args.seed}")
+          f"python={platform.python_version()}  instances={args.instances} seed={args.seed}  "
+          f"{'new connection per request' if args.new_connections else 'keep-alive connections'}")
     influx, edgets = load_cached(Path(args.out), w, args.connections)
+    clients = {"e": QueryClient(edgets.url, not args.new_connections),
+               "i": QueryClient(influx.url, not args.new_connections)}
     try:
         for label, server in (("edgets", edgets), ("influxdb", influx)):
             if server.proc is not None:
@@ -237,8 +282,8 @@ def main() -> None:
         for _round in range(2):  # warm-up, untimed, every type on both servers before any timing:
             for name in types:  # numba, file handles; the first type gets no cold start. The
                 # warm-up instance is never timed: no timed query finds its own chunks cached
-                timed_query(edgets.url, workload[name][-1])
-                timed_query(influx.url, workload[name][-1])
+                clients["e"].timed_query(workload[name][-1])
+                clients["i"].timed_query(workload[name][-1])
         for name in types:
             queries = workload[name][:-1]
             ours: list[float] = []
@@ -246,9 +291,8 @@ def main() -> None:
             notes: set[str] = set()
             rows_e = rows_i = 0
             for i, q in enumerate(queries):  # alternate who goes first
-                order = [("e", edgets.url), ("i", influx.url)] if i % 2 == 0 else [("i", influx.url), ("e", edgets.url)]
-                for who, url in order:
-                    seconds, rows, error = timed_query(url, q)
+                for who in ("e", "i") if i % 2 == 0 else ("i", "e"):
+                    seconds, rows, error = clients[who].timed_query(q)
                     if error:
                         notes.add(f"{who}: {error[:80]}")
                     if who == "e":
@@ -266,6 +310,8 @@ def main() -> None:
         print(f"# geometric mean ratio edgets/influxdb: {statistics.geometric_mean(ratios):.2f} "
               "(< 1: edgets faster)")
     finally:
+        for client in clients.values():
+            client.close()
         edgets.stop()
         influx.stop()
 
