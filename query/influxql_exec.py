@@ -1023,7 +1023,7 @@ class QueryExecutor:
         rest: ast.Expr | None, interval: int, offset: int, now: int,
         expansion: MeasurementData | None = None,
     ) -> list[Series]:
-        group_tags = _group_tags(stmt.dimensions, data.tag_keys)
+        group_tags = _group_tags(stmt.dimensions, (expansion or data).tag_keys)
         columns = _expand_fields(stmt.fields, expansion or data, group_tags)
         if not columns:
             return []
@@ -1294,7 +1294,8 @@ class QueryExecutor:
             if stmt.fill == "number":
                 plain_gaps = [stmt.fill_value] * len(columns)
             elif stmt.fill == "null":
-                plain_gaps = [0 if spec_list[i].name == "count" else None for i in plain_columns]
+                plain_gaps = [0 if spec_list[i].name == "count" and spec_list[i].field in data.field_types
+                              else None for i in plain_columns]
         out: list[Series] = []
         for key in sorted(bucket_runs if bucket_runs is not None else groups):
             if plain_columns is not None and bucket_runs is not None:
@@ -1396,7 +1397,8 @@ class QueryExecutor:
             # fill only replaces buckets without values of this field (a present null stays null)
             column = [vals[i] for vals in series_values]
             missing = [not p[i] for p in presence]
-            if fill == "number" or (spec.name == "count" and fill == "null"):
+            # count fills 0, but a field this measurement lacks (a wildcard over several) stays null
+            if fill == "number" or (spec.name == "count" and fill == "null" and spec.field in types):
                 value = 0 if fill == "null" else fill_value
                 column = [value if gap else v for v, gap in zip(column, missing, strict=True)]
             elif fill == "previous":
@@ -1510,6 +1512,23 @@ def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table
 
 
 # ---- SQL translation --------------------------------------------------------------------------
+_CASTS = frozenset({"float", "integer", "string", "boolean"})
+
+
+def _cast_sql(sql: str, ftype: FieldType, target: str) -> str:
+    """A field cast as InfluxDB 1.x: float <-> integer convert (toward zero), a cast to another
+    type family gives no value (string/boolean only keep fields of that type)."""
+    if target == "float":
+        return f"CAST({sql} AS DOUBLE)" if ftype in NUMERIC else "NULL"
+    if target == "integer":
+        if ftype == FieldType.FLOAT:
+            return f"TRY_CAST(trunc({sql}) AS BIGINT)"
+        return f"TRY_CAST({sql} AS BIGINT)" if ftype in NUMERIC else "NULL"
+    if target == "string":
+        return sql if ftype == FieldType.STRING else "NULL"
+    return sql if ftype == FieldType.BOOLEAN else "NULL"
+
+
 class _SqlContext:
     def __init__(self, field_types: dict[str, FieldType], tag_keys: set[str]) -> None:
         self.field_types = field_types
@@ -1547,7 +1566,10 @@ class _SqlContext:
 
     def value(self, expr: ast.Expr) -> str:
         if isinstance(expr, ast.VarRef):
-            return self._ref(expr)[0]
+            sql, kind = self._ref(expr)
+            if kind == "field" and expr.type in _CASTS:
+                return _cast_sql(sql, self.field_types[expr.name], expr.type)
+            return sql
         if isinstance(expr, ast.ParenExpr):
             return f"({self.value(expr.expr)})"
         if isinstance(expr, ast.IntegerLiteral | ast.UnsignedLiteral):
@@ -2028,7 +2050,9 @@ def _expand_fields(fields: list[ast.Field], data: MeasurementData,
                 names.extend(t for t in data.tag_keys if t not in group_tags)
             for name in sorted(set(names)):
                 if pattern is None or pattern.search(name):
-                    out.append(OutputColumn(name, ast.VarRef(name)))
+                    # typed like InfluxDB's expansion: over several measurements a name that is a
+                    # field in one stays a field (null) where another has it as a tag
+                    out.append(OutputColumn(name, ast.VarRef(name, "field" if name in data.field_types else "tag")))
             continue
         if isinstance(expr, ast.Call) and expr.args and isinstance(expr.args[0], ast.Wildcard | ast.RegexLiteral):
             arg = expr.args[0]
@@ -2096,7 +2120,7 @@ def _binary_names(expr: ast.Expr) -> str:
 
 
 def _tag_sql(tag: str, data: MeasurementData) -> str:
-    return _q(tag) if tag in data.tag_keys else "NULL"
+    return _q(tag) if tag in data.tag_keys else "CAST(NULL AS VARCHAR)"
 
 
 def _column_names(columns: list[OutputColumn]) -> list[str]:
