@@ -111,7 +111,7 @@ def add_query_routes(app: web.Application, engine: StorageEngine, config: Config
     from query.http_query import add_query_routes as add_routes
 
     add_routes(app, engine, timeout_s=config.query.timeout, max_memory_bytes=config.query.max_memory,
-               inline_max_values=config.query.inline_max_values)
+               inline_max_values=config.query.inline_max_values, writer=engine.write)
     counts = app[QUERY_COUNTS_KEY]
     app[HEALTH_KEY].append(lambda: {"name": "query", "status": "pass", "stats": dict(counts)})
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from query.influxql_exec import QueryExecutor
 from query.influxql_parser import InfluxQLParseError
+from query.select_into import PointsWriter
 from query.sql_sandbox import SqlError, run_sql
 
 EXECUTOR_KEY: web.AppKey[QueryExecutor] = web.AppKey("influxql_executor", QueryExecutor)
@@ -330,11 +331,13 @@ async def handle_query_influxql(request: web.Request) -> web.Response:
 
 def add_query_routes(app: web.Application, source: Any, *, timeout_s: float = 30.0,
                      max_memory_bytes: int = 1024**3, threads: int = 2,
-                     inline_max_values: int = INLINE_MAX_VALUES) -> None:
+                     inline_max_values: int = INLINE_MAX_VALUES, writer: PointsWriter | None = None) -> None:
     """Mount /query and the v3 query endpoints over `source` (a storage engine or cloud view).
     `inline_max_values`: a /query whose reads are estimated to decode at most this many values
-    runs on the event loop thread (0: every query runs on a worker thread)."""
-    app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s)
+    runs on the event loop thread (0: every query runs on a worker thread). `writer`: where
+    SELECT INTO writes (None: SELECT INTO answers an error)."""
+    app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s,
+                                      writer=writer)
     app[INLINE_KEY] = inline_max_values
     app[QUERY_COUNTS_KEY] = {"inline": 0, "threaded": 0}
     app[SQL_SOURCE_KEY] = source

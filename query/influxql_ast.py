@@ -113,6 +113,7 @@ class Measurement:
     database: str = ""
     retention_policy: str = ""
     regex: RegexLiteral | None = None
+    back_reference: bool = False  # INTO [db.[rp].]:MEASUREMENT: each source measurement's name
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from query.bucket_aggregates import (
     plain_rows,
 )
 from query.results import Series, go_duration, statement_result
+from query.select_into import PointsWriter, result_batches, write_result
 from query.statement_templates import StatementTemplates
 from query.time_windows import ZoneWindows
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
@@ -397,8 +398,10 @@ class QueryExecutor:
     def __init__(
         self, source: TableSource, *, now_ns: Callable[[], int] = time.time_ns,
         max_memory: str = "1GB", timeout_s: float = 30.0, fast_paths: bool = True,
+        writer: PointsWriter | None = None,
     ) -> None:
         self.source = source
+        self.writer = writer  # SELECT INTO writes through it (None: a read-only store)
         self.fast_paths = fast_paths  # numpy/pyarrow paths that skip DuckDB (False: SQL only)
         self.now_ns = now_ns
         self.timeout_s = timeout_s
@@ -655,6 +658,8 @@ class QueryExecutor:
 
     def _run(self, stmt: ast.Statement, db: str | None, now: int) -> list[Series]:
         if isinstance(stmt, ast.SelectStatement):
+            if stmt.into is not None:
+                return [self._select_into(stmt, db, now)]
             return self._select(stmt, db, now)
         if isinstance(stmt, ast.ShowDatabasesStatement):
             return [Series("databases", ["name"], [[d] for d in self.source.databases()])]
@@ -892,10 +897,28 @@ class QueryExecutor:
         return [Series(None, ["key"], [[k] for k in keys])] if keys else []
 
     # ---- SELECT -----------------------------------------------------------------------------
+    def _select_into(self, stmt: ast.SelectStatement, db: str | None, now: int) -> Series:
+        """Run the SELECT, write its rows as points into the target (InfluxDB 1.x rules: GROUP BY
+        tags stay tags, other columns, tags selected as columns included, become fields)."""
+        target = stmt.into
+        assert target is not None
+        if self.writer is None:
+            raise QueryError("SELECT INTO is not supported by this server: its store is read-only")
+        database = self._require_db(target.database or db)
+        rp = target.retention_policy or None
+        if rp is not None and rp not in {p.name for p in self.source.retention_policies(database)}:
+            raise QueryError(f"retention policy not found: {rp}")
+        series = self._select(replace(stmt, into=None), db, now)
+        batches = result_batches(series, None if target.back_reference else target.name)
+        try:
+            return write_result(self.writer, database, rp, batches)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from exc
+
     def _select(self, stmt: ast.SelectStatement, db: str | None, now: int,
                 outer: _OuterContext | None = None) -> list[Series]:
         if stmt.into is not None:
-            raise QueryError("SELECT INTO is not supported by edgets")
+            raise QueryError("SELECT INTO is not supported in a subquery")
         trange, rest = split_condition(stmt.condition, now)
         interval, offset = _group_by_time(stmt.dimensions)
         if outer is not None:

@@ -211,7 +211,7 @@ class Parser:
         fields = self.parse_fields()
         into = None
         if self.accept("INTO"):
-            into = self.parse_measurement_idents()
+            into = self.parse_into_target()
         tok = self.scan_ws()
         if tok.kind != "FROM":
             raise self.error(tok, ["FROM"])
@@ -284,8 +284,23 @@ class Parser:
             return ast.Measurement(database=idents[0], retention_policy=idents[1], regex=regex)
         return ast.Measurement(retention_policy=idents[0], name=idents[1])
 
-    def parse_measurement_idents(self) -> ast.Measurement:
-        idents = self.parse_segmented_idents()
+    def parse_into_target(self) -> ast.Measurement:
+        """INTO measurement | rp.m | db.rp.m | db..m, or a :MEASUREMENT back-reference
+        (`:MEASUREMENT`, `rp.:MEASUREMENT`, `db.rp.:MEASUREMENT`, `db..:MEASUREMENT`)."""
+        idents: list[str] = []
+        if not self.accept(":"):
+            idents = self.parse_segmented_idents()
+            if not self.accept(":"):
+                return self._measurement_of(idents)
+        self.expect("MEASUREMENT")
+        if len(idents) > 2:
+            raise InfluxQLParseError("too many segments in " + ".".join(f'"{i}"' for i in idents))
+        if len(idents) == 2:
+            return ast.Measurement(database=idents[0], retention_policy=idents[1], back_reference=True)
+        return ast.Measurement(retention_policy=idents[0] if idents else "", back_reference=True)
+
+    @staticmethod
+    def _measurement_of(idents: list[str]) -> ast.Measurement:
         if len(idents) == 3:
             return ast.Measurement(database=idents[0], retention_policy=idents[1], name=idents[2])
         if len(idents) == 2:

@@ -573,6 +573,7 @@ q("card-field-key-group-by", "SHOW FIELD KEY EXACT CARDINALITY GROUP BY sensor")
 q("card-field-key-time-error", "SHOW FIELD KEY CARDINALITY WHERE time > 0", expect_error=True)
 q("card-on-tsbs", "SHOW TAG VALUES EXACT CARDINALITY ON tsbs WITH KEY = hostname", db=None)
 q("card-parse-error", "SHOW TAG VALUES CARDINALITY", expect_error=True)
+q("into-parse-error-backref", "SELECT temp INTO diff..:MEASUREMENT_x FROM weather", expect_error=True)
 q("card-parse-error-measurement", "SHOW MEASUREMENT", expect_error=True)
 q("card-parse-error-exact", "SHOW FIELD KEY EXACT LIMIT 1", expect_error=True)
 q("card-series-estimate-limit", "SHOW SERIES CARDINALITY LIMIT 1")
@@ -689,3 +690,28 @@ DDL_STEPS: list[str] = [
 DDL_LINES = "\n".join(
     [f"m1,host={h} v={i}i {T0_NS + i * 60_000_000_000}" for h in "abc" for i in range(5)]
     + [f"m2,host=a w={i}.5 {T0_NS + i * 60_000_000_000}" for i in range(3)]) + "\n"
+
+
+# ---------------------------------------------------------------- SELECT INTO
+INTO_DB = "intodb"
+# run in order with db=diff (POST); each answer and then every INTO_SHOWS answer compared
+INTO_STEPS: list[str] = [
+    f"SELECT mean(temp) INTO {INTO_DB}..w_mean FROM weather WHERE {W} GROUP BY time(30m), location",
+    f"SELECT * INTO {INTO_DB}..ev_raw FROM events WHERE {W}",
+    f"SELECT * INTO {INTO_DB}..w_raw FROM weather WHERE {W} GROUP BY *",
+    f"SELECT temp, location, raining INTO {INTO_DB}..w_cols FROM weather WHERE {W}",
+    f"SELECT last(*) INTO {INTO_DB}..:MEASUREMENT FROM /^(power|weather)$/ WHERE {W} GROUP BY time(1h), *",
+    f"SELECT count(watts) INTO {INTO_DB}.autogen.p_count FROM power WHERE {W} GROUP BY time(20m) fill(0)",
+    f"SELECT mean(watts) INTO {INTO_DB}..p_fill FROM power WHERE {W} GROUP BY time(20m), site fill(0)",
+    f"SELECT max(temp) INTO {INTO_DB}..w_max FROM weather WHERE {W}",
+    f"SELECT count(code) INTO {INTO_DB}..ev_count FROM events",
+    f"SELECT temp INTO {INTO_DB}..w_none FROM weather WHERE temp > 1000 AND {W}",
+    f"SELECT humidity::float INTO {INTO_DB}..w_raw FROM weather WHERE {W} GROUP BY *",
+    f"SELECT mean(temp) INTO {INTO_DB}..w_mean FROM weather WHERE {W} GROUP BY time(30m), location",
+    f"SELECT temp INTO nosuchdb..x FROM weather WHERE {W}",
+    f"SELECT temp INTO nosuchrp.x FROM weather WHERE {W}",
+]
+INTO_SHOWS: list[str] = [
+    "SHOW MEASUREMENTS", "SHOW FIELD KEYS", "SHOW TAG KEYS", "SHOW SERIES",
+    "SELECT * FROM /.*/ GROUP BY *",
+]

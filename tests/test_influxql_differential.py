@@ -27,6 +27,9 @@ from tests.influxql_corpus import (
     DDL_SHOWS,
     DDL_STEPS,
     DDL_WRITE_RP,
+    INTO_DB,
+    INTO_SHOWS,
+    INTO_STEPS,
     TSBS_DB,
     CorpusEntry,
     Dataset,
@@ -265,3 +268,33 @@ def test_ddl_sequence_matches_influxdb(servers: Servers) -> None:
                                 f"\n  expected {json.dumps(expected)}")
     assert not failures, "\n".join(failures)
     assert gap_checked == 2 * len(DDL_RP_SCOPED_SHOWS), f"the policy gap was checked {gap_checked} times"
+
+
+def test_select_into_matches_influxdb(servers: Servers) -> None:
+    """SELECT INTO: the answer of each statement (points written, or the error) and then what the
+    target database holds (measurements, field types, tags, series, every point) as InfluxDB."""
+    urls = {"edgets": servers.edgets.url, "influxdb": servers.influx.url}
+    for url in urls.values():
+        run_statement(url, f"CREATE DATABASE {INTO_DB}")
+    failures: list[str] = []
+    written = 0
+    try:
+        for step in INTO_STEPS:
+            replies = {name: http_query(url, {"q": step, "db": DB}, "POST") for name, url in urls.items()}
+            diff = values_equal(replies["edgets"].body, replies["influxdb"].body)
+            if diff or replies["edgets"].status != replies["influxdb"].status:
+                failures.append(f"{step}\n  edgets   {replies['edgets'].text}\n  influxdb {replies['influxdb'].text}")
+            for result in replies["influxdb"].body.get("results", []):
+                for series in result.get("series", []):
+                    written += series["values"][0][1]
+        for show in INTO_SHOWS:
+            answers = {name: http_query(url, {"q": show, "db": INTO_DB, "epoch": "ns"}) for name, url in urls.items()}
+            diff = values_equal(ties_as_multisets(answers["edgets"].body), ties_as_multisets(answers["influxdb"].body))
+            if diff:
+                failures.append(f"{show!r} differs at {diff}:\n  edgets   {answers['edgets'].text[:3000]}"
+                                f"\n  influxdb {answers['influxdb'].text[:3000]}")
+    finally:
+        for url in urls.values():
+            run_statement(url, f"DROP DATABASE {INTO_DB}")
+    assert not failures, "\n".join(failures)
+    assert written > 100, f"the INTO statements wrote only {written} points on InfluxDB"

@@ -643,3 +643,38 @@ def test_cardinality_group_by_time_is_refused_with_a_clear_error(executor: Query
     assert result["error"] == "GROUP BY time() is not supported by edgets in SHOW SERIES CARDINALITY"
     counted = run(executor, "SHOW SERIES EXACT CARDINALITY")["series"]
     assert counted and all(s["columns"] == ["count"] and s["values"][0][0] > 0 for s in counted)
+
+
+def test_select_into_on_a_read_only_store_is_a_clear_error(executor: QueryExecutor) -> None:
+    """No writer (the cloud's view of synced data): SELECT INTO answers an error, writes nothing."""
+    result = run(executor, "SELECT usage INTO copy FROM cpu")
+    assert result["error"] == "SELECT INTO is not supported by this server: its store is read-only"
+    assert "copy" not in executor.source.measurements("db")
+
+
+def test_select_into_writes_points_through_the_writer() -> None:
+    """Rows become points of the target: GROUP BY tags stay tags, nulls are skipped, a float
+    aggregate with an integer fill stays a float field, :MEASUREMENT keeps each source's name."""
+    src = MemorySource()
+    src.create_database("db")
+    src.write("db", Batch("cpu", HOSTS, np.array([p[0] for p in POINTS], dtype=np.int32),
+                          np.array([p[1] for p in POINTS], dtype=np.int64),
+                          {"usage": pa.array([p[2] for p in POINTS], pa.float64())}))
+    written: list[tuple[str, list[Batch], str | None]] = []
+
+    def writer(db: str, batches: list[Batch], rp: str | None) -> Any:
+        written.append((db, batches, rp))
+        return type("Outcome", (), {"points_written": sum(len(b) for b in batches), "dropped": 0, "errors": []})()
+
+    ex = QueryExecutor(src, now_ns=lambda: NOW, writer=writer)
+    result = run(ex, f"SELECT mean(usage) INTO db.autogen.agg FROM cpu WHERE time >= 0 AND time < {40 * S} "
+                     "GROUP BY time(10s), host fill(0)")
+    buckets_per_host = 4
+    assert result["series"][0]["values"] == [[0, buckets_per_host * len(HOSTS)]]
+    db, batches, rp = written[0]
+    assert (db, rp) == ("db", "autogen")
+    batch = batches[0]
+    assert batch.measurement == "agg" and batch.fields["mean"].type == pa.float64()
+    assert sorted(batch.series) == sorted((("host", dict(h)["host"]),) for h in HOSTS)  # GROUP BY host only
+    run(ex, "SELECT max(usage) INTO :MEASUREMENT FROM /cpu/")
+    assert written[-1][1][0].measurement == "cpu"

@@ -294,3 +294,26 @@ def test_order_by_asc_and_drop_series_parse() -> None:
     assert isinstance(stmt, ast.SelectStatement) and stmt.sort_fields == [ast.SortField("time", True)]
     (drop,) = parse_query("DROP SERIES FROM m1 WHERE host = 'c'")
     assert isinstance(drop, ast.DropSeriesStatement) and drop.sources == [ast.Measurement(name="m1")]
+
+
+@pytest.mark.parametrize(("text", "target"), [
+    ("SELECT v INTO m FROM cpu", ast.Measurement(name="m")),
+    ("SELECT v INTO rp.m FROM cpu", ast.Measurement(name="m", retention_policy="rp")),
+    ("SELECT v INTO db.rp.m FROM cpu", ast.Measurement(name="m", database="db", retention_policy="rp")),
+    ("SELECT v INTO db..m FROM cpu", ast.Measurement(name="m", database="db")),
+    ("SELECT v INTO :MEASUREMENT FROM /c/", ast.Measurement(back_reference=True)),
+    ("SELECT v INTO rp.:MEASUREMENT FROM /c/", ast.Measurement(retention_policy="rp", back_reference=True)),
+    ('SELECT v INTO "db"."rp".:MEASUREMENT FROM /c/',
+     ast.Measurement(database="db", retention_policy="rp", back_reference=True)),
+    ("SELECT v INTO db..:MEASUREMENT FROM /c/", ast.Measurement(database="db", back_reference=True)),
+])
+def test_into_targets(text: str, target: ast.Measurement) -> None:
+    stmt = parse_query(text)[0]
+    assert isinstance(stmt, ast.SelectStatement) and stmt.into == target
+
+
+def test_into_back_reference_needs_the_keyword() -> None:
+    """InfluxDB 1.6.7's text for a suffix after the back-reference (checked by hand)."""
+    with pytest.raises(InfluxQLParseError) as err:
+        parse_query("SELECT v INTO db..:MEASUREMENT_max FROM cpu")
+    assert str(err.value) == "error parsing query: found MEASUREMENT_max, expected MEASUREMENT at line 1, char 20"
