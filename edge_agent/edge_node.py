@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edge_agent.config import Config
+from edge_agent.heap_reserve import reserve_heap
 from edge_agent.http_app import HEALTH_KEY, build_app
 from edge_agent.warmup import warm_up
 from storage.engine import StorageConfig, StorageEngine
@@ -33,6 +34,9 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+HEAP_HEADROOM = 16 * 2**20  # transient decode buffers next to the chunk cache (heap_reserve)
 
 
 def run_until_complete(main: Coroutine[Any, Any, T]) -> T:
@@ -122,6 +126,8 @@ async def run_edge_node(config: Config, components: list[Component] | None = Non
     """Serve until SIGTERM/SIGINT (or stop_event); then stop intake, flush and close."""
     loop = asyncio.get_running_loop()
     warming = loop.run_in_executor(None, warm_up)  # compile/load numba kernels while storage opens
+    if config.query.chunk_cache > 0:  # on the loop thread, once start-up allocations are done
+        warming.add_done_callback(lambda _: reserve_heap(config.query.chunk_cache + HEAP_HEADROOM))
     engine = await loop.run_in_executor(None, open_engine, config)
     app = build_app(config, engine)
     add_query_routes(app, engine, config)
