@@ -4,7 +4,8 @@ Prints the median latency per query type over seeded random instances and the ed
 Usage: python bench/query.py [--instances 10] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
                              [--new-connections]
 Requests go over one kept-alive connection per server, as TSBS's query runner does (a Go
-http.Client per worker); --new-connections opens one per request instead.
+http.Client per worker); --new-connections opens one per request instead. Before each query
+type both servers are left to go idle (as separate TSBS runs per type would be).
 """
 
 from __future__ import annotations
@@ -285,6 +286,9 @@ def main() -> None:
                 clients["e"].timed_query(workload[name][-1])
                 clients["i"].timed_query(workload[name][-1])
         for name in types:
+            for server in (edgets, influx):  # both quiet first: no GC or compaction left over from
+                if server.proc is not None:  # the previous type competes for the two cores
+                    wait_idle(server.proc.pid, timeout_s=10.0)
             queries = workload[name][:-1]
             ours: list[float] = []
             theirs: list[float] = []
