@@ -906,8 +906,15 @@ class QueryExecutor:
             raise QueryError("SELECT INTO is not supported by this server: its store is read-only")
         database = self._require_db(target.database or db)
         rp = target.retention_policy or None
-        if rp is not None and rp not in {p.name for p in self.source.retention_policies(database)}:
+        policies = self.source.retention_policies(database)
+        if rp is not None and rp not in {p.name for p in policies}:
             raise QueryError(f"retention policy not found: {rp}")
+        default = next((p.name for p in policies if p.default), None)
+        if rp is not None and rp != default:
+            # InfluxDB would keep these points apart from the default policy's data; edgets keeps
+            # one store per database, so they would mix with it (docs/influxql.md, Known gaps)
+            raise QueryError(f"SELECT INTO retention policy {rp!r} is not supported: it is not the default "
+                             f"policy of {database!r} and edgets keeps one store per database")
         series = self._select(replace(stmt, into=None), db, now)
         batches = result_batches(series, None if target.back_reference else target.name)
         try:

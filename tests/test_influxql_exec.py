@@ -6,6 +6,7 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from query.influxql_exec import QueryError, QueryExecutor, parse_time_string
 from query.results import chunk_result, format_times, go_float, results_to_csv, rfc3339nano
 from storage.batch import Batch, FieldType, TagSet
+from storage.engine import StorageConfig, StorageEngine
 
 S = 1_000_000_000
 NOW = 1000 * S
@@ -678,3 +680,24 @@ def test_select_into_writes_points_through_the_writer() -> None:
     assert sorted(batch.series) == sorted((("host", dict(h)["host"]),) for h in HOSTS)  # GROUP BY host only
     run(ex, "SELECT max(usage) INTO :MEASUREMENT FROM /cpu/")
     assert written[-1][1][0].measurement == "cpu"
+
+
+def test_select_into_another_retention_policy_is_refused(tmp_path: Path) -> None:
+    """One store per database: points INTO a non-default policy would mix with the default
+    policy's data (InfluxDB keeps them apart), so edgets refuses instead of writing."""
+    engine = StorageEngine(StorageConfig(tmp_path, fsync="never", background=False))
+    engine.open()
+    try:
+        ex = QueryExecutor(engine, writer=engine.write)
+        run(ex, "CREATE DATABASE db")
+        run(ex, "CREATE RETENTION POLICY forever ON db DURATION INF REPLICATION 1")
+        engine.write("db", [Batch("cpu", HOSTS[:1], np.zeros(1, np.int32), np.array([NOW]),
+                                  {"usage": pa.array([1.5])})])
+        result = run(ex, "SELECT mean(usage) INTO db.forever.cpu_1h FROM cpu GROUP BY time(1h)")
+        assert result["error"] == ("SELECT INTO retention policy 'forever' is not supported: it is not the "
+                                   "default policy of 'db' and edgets keeps one store per database")
+        written = run(ex, "SELECT mean(usage) INTO db.autogen.cpu_all FROM cpu")
+        assert written["series"][0]["values"] == [[0, 1]]
+        assert engine.measurements("db") == ["cpu", "cpu_all"]
+    finally:
+        engine.close()
