@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from query.bucket_aggregates import (
 )
 from query.results import Series, go_duration, statement_result
 from query.select_into import PointsWriter, result_batches, write_result
-from query.statement_templates import StatementTemplates
+from query.statement_templates import StatementTemplates, TemplateHit
 from query.time_windows import ZoneWindows
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
 from storage.engine import StorageError
@@ -74,6 +74,7 @@ TRANSFORMS = {
 }
 MAX_BUCKETS = 1_000_000
 DENSE_CELLS_MAX = 500_000  # a fast aggregate over more (group, bucket) cells takes the generic path
+RECIPES_MAX = 512  # PlanRecipes kept (template shapes x databases)
 # field types a `fn(*)` / `fn(/re/)` expands to (InfluxDB: numeric unless listed here)
 _ANY_TYPE = frozenset(FieldType)
 _WILDCARD_TYPES: dict[str, frozenset[FieldType] | tuple[FieldType, ...]] = {
@@ -351,12 +352,29 @@ class Watchdog:
                 self._cond.wait(timeout=min(upcoming) - now if upcoming else None)
 
 
+class DeferredStatements(Sequence[ast.Statement]):
+    """The statements of a template hit planned from its recipe: built only if a plan cannot
+    answer after all (storage parts that overlap), which is rare."""
+
+    def __init__(self, hit: TemplateHit) -> None:
+        self._hit = hit
+        self._built: list[ast.Statement] | None = None
+
+    def __len__(self) -> int:
+        return len(self._hit.template.statements)
+
+    def __getitem__(self, index: int) -> ast.Statement:  # type: ignore[override]
+        if self._built is None:
+            self._built = StatementTemplates.rebuild(self._hit)
+        return self._built[index]
+
+
 @dataclass(slots=True)
 class PreparedQuery:
     """Parsed statements, their estimated cost (values decoded; None: unknown), the now() they
     were planned at, and per statement its fast aggregate plan (None: the generic executor)."""
 
-    statements: list[ast.Statement]
+    statements: Sequence[ast.Statement]
     cost: int | None
     now_ns: int = 0
     plans: list[FastAggregatePlan | None] = field(default_factory=list)
@@ -392,6 +410,137 @@ class FastAggregatePlan:
         return self.max_ns + 1 if self.max_ns < MAX_TIME_NS else None
 
 
+@dataclass(slots=True)
+class PlanRecipe:
+    """How a template's FastAggregatePlan follows from its literal values: the plan of the
+    first text of the shape with the literal-dependent parts (time bounds, tag values, GROUP BY
+    interval and offset) recomputed from a new text's literals, as _fast_aggregate_plan does,
+    without rebuilding the statement or planning it again. Valid while the schema it was made
+    for holds (field types of the aggregated fields, the measurement's tag keys)."""
+
+    base: FastAggregatePlan
+    slots: dict[int, int]  # id() of a template literal node -> its slot (index into the literals)
+    times: list[tuple[str, ast.Expr]]  # time comparisons: (operator with time on the left, the other side)
+    tags: list[tuple[str, list[ast.StringLiteral]]]  # tag equality groups: (tag, its literal nodes)
+    interval: ast.Expr | None  # the time() arguments of GROUP BY (None: no GROUP BY time)
+    offset: ast.Expr | None
+    types: dict[str, FieldType]  # field -> type the specs were planned with
+    tag_keys: list[str]
+
+    def plan(self, literals: list[ast.Expr], now: int) -> FastAggregatePlan | None:
+        """The plan for these literals (None: let the full path decide, e.g. an invalid time)."""
+        try:
+            trange = TimeRange()
+            for op, other in self.times:
+                trange = trange.intersect(_time_bound(op, _time_value(self._fill(other, literals), now)))
+            interval, offset = 0, 0
+            if self.interval is not None:
+                args = [self._fill(a, literals) for a in (self.interval, self.offset) if a is not None]
+                interval, offset = _group_by_time([ast.Dimension(ast.Call("time", args))])
+        except QueryError:
+            return None
+        tag_filter: dict[str, set[str]] = {}
+        for key, nodes in self.tags:
+            values = {self._fill(node, literals).value for node in nodes}  # type: ignore[attr-defined]
+            if "" in values:
+                return None  # tag = '' is not a plain equality (it matches series without the tag)
+            tag_filter[key] = tag_filter[key] & values if key in tag_filter else values
+        base = self.base
+        lower = trange.min_ns
+        max_ns = trange.max_ns if trange.max_ns is not None else now if interval else MAX_TIME_NS
+        if lower is not None and lower > max_ns:
+            return None
+        return FastAggregatePlan(base.database, base.measurement, base.specs, base.names, tag_filter,
+                                 base.group_tags, lower, max_ns, interval, offset, base.fill,
+                                 base.fill_value, base.descending)
+
+    def _fill(self, expr: ast.Expr, literals: list[ast.Expr]) -> ast.Expr:
+        """`expr` of the template with its slot literals replaced by this text's."""
+        slot = self.slots.get(id(expr))
+        if slot is not None:
+            return literals[slot]
+        if isinstance(expr, ast.ParenExpr):
+            return ast.ParenExpr(self._fill(expr.expr, literals))
+        if isinstance(expr, ast.BinaryExpr):
+            return ast.BinaryExpr(expr.op, self._fill(expr.lhs, literals), self._fill(expr.rhs, literals))
+        return expr
+
+
+def _time_bound(op: str, value: int) -> TimeRange:
+    """The range of `time <op> value` (InfluxDB: > and < exclusive by 1 ns)."""
+    if op == ">":
+        return TimeRange(value + 1, None)
+    if op == ">=":
+        return TimeRange(value, None)
+    if op == "<":
+        return TimeRange(None, value - 1)
+    if op == "<=":
+        return TimeRange(None, value)
+    return TimeRange(value, value)
+
+
+def plan_recipe(stmt: ast.SelectStatement, plan: FastAggregatePlan, slot_nodes: list[int],
+                types: dict[str, FieldType], tag_keys: list[str]) -> PlanRecipe | None:
+    """The recipe of a template statement whose plan is `plan`; None when its WHERE or GROUP BY
+    has a form the recipe does not replay (every such text then takes the full path)."""
+    slots = {node_id: i for i, node_id in enumerate(slot_nodes)}
+    times: list[tuple[str, ast.Expr]] = []
+    tags: list[tuple[str, list[ast.StringLiteral]]] = []
+    keys = set(tag_keys)
+    for term in _conjuncts(stmt.condition):
+        while isinstance(term, ast.ParenExpr):
+            term = term.expr
+        if isinstance(term, ast.BinaryExpr) and term.op in _FLIP and (_is_time_ref(term.lhs) or _is_time_ref(term.rhs)):
+            op, other = (term.op, term.rhs) if _is_time_ref(term.lhs) else (_FLIP[term.op], term.lhs)
+            if not _replayable_time(other):
+                return None
+            times.append((op, other))
+            continue
+        found = _tag_equalities(term, keys)
+        if found is None:
+            return None
+        nodes = _string_literals(term)
+        if nodes is None:
+            return None
+        tags.append((found[0], nodes))
+    interval = offset = None
+    for dim in stmt.dimensions:
+        if isinstance(dim.expr, ast.Call) and dim.expr.name == "time":
+            if not 1 <= len(dim.expr.args) <= 2 or not all(isinstance(a, ast.DurationLiteral) for a in dim.expr.args):
+                return None
+            interval = dim.expr.args[0]
+            offset = dim.expr.args[1] if len(dim.expr.args) == 2 else None
+    used = {field_name: types[field_name] for _fn, field_name, _dt in plan.specs}
+    return PlanRecipe(plan, slots, times, tags, interval, offset, used, list(tag_keys))
+
+
+def _replayable_time(expr: ast.Expr) -> bool:
+    """A time comparison's other side made of literals, now() and + / -: _time_value evaluates it."""
+    if isinstance(expr, ast.StringLiteral | ast.IntegerLiteral | ast.UnsignedLiteral | ast.NumberLiteral
+                  | ast.DurationLiteral):
+        return True
+    if isinstance(expr, ast.Call):
+        return expr.name == "now" and not expr.args
+    if isinstance(expr, ast.ParenExpr):
+        return _replayable_time(expr.expr)
+    if isinstance(expr, ast.BinaryExpr) and expr.op in ("+", "-"):
+        return _replayable_time(expr.lhs) and _replayable_time(expr.rhs)
+    return False
+
+
+def _string_literals(expr: ast.Expr) -> list[ast.StringLiteral] | None:
+    """The value literals of a tag equality group (tag = 'a' OR tag = 'b' ...)."""
+    if isinstance(expr, ast.ParenExpr):
+        return _string_literals(expr.expr)
+    if not isinstance(expr, ast.BinaryExpr):
+        return None
+    if expr.op == "OR":
+        lhs, rhs = _string_literals(expr.lhs), _string_literals(expr.rhs)
+        return None if lhs is None or rhs is None else lhs + rhs
+    literal = expr.rhs if isinstance(expr.rhs, ast.StringLiteral) else expr.lhs
+    return [literal] if isinstance(literal, ast.StringLiteral) else None
+
+
 class QueryExecutor:
     """Runs InfluxQL text against a TableSource; DuckDB cursors per thread (one shared database)."""
 
@@ -413,6 +562,7 @@ class QueryExecutor:
         self._table_seq = 0
         self._read_filters_fields = "field_filter" in _parameters(source.read)  # pushdown supported?
         self._templates = StatementTemplates()  # repeated query shapes skip the parser
+        self._recipes: dict[tuple[str, str | None], PlanRecipe] = {}  # (template key, db): fast plans
 
     def close(self) -> None:
         self._watchdog.stop()
@@ -443,11 +593,22 @@ class QueryExecutor:
                 estimate: bool = True) -> PreparedQuery:
         """Parse (InfluxQLParseError as execute), plan the fast aggregates and (`estimate`)
         estimate the work: values the storage reads will decode, from footers and buffer sizes
-        only; None when unknown (subqueries, DDL, SHOW of series, a source without estimates...)."""
-        statements = self._templates.parse(text, params)
+        only; None when unknown (subqueries, DDL, SHOW of series, a source without estimates...).
+        A text of a known template with a PlanRecipe gets its plan from the recipe."""
         now = self.now_ns()
+        hit = None if params or not self.fast_paths else self._templates.match(text)
+        if hit is not None:
+            plan = self._recipe_plan(hit, db, now)
+            if plan is not None:
+                return PreparedQuery(DeferredStatements(hit), self._plan_cost(plan) if estimate else None,
+                                     now, [plan])
+            statements: Sequence[ast.Statement] = StatementTemplates.rebuild(hit)
+        else:
+            statements = self._templates.parse(text, params)
         plans = [self._fast_aggregate_plan(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
                  for stmt in statements]
+        if hit is not None and len(plans) == 1 and plans[0] is not None:
+            self._remember_recipe(hit, db, plans[0], now)
         cost: int | None = 0 if estimate else None
         for stmt, plan in zip(statements, plans, strict=True):
             if cost is None:
@@ -463,6 +624,36 @@ class QueryExecutor:
                 one = None  # execution reports the error
             cost = None if one is None else cost + one
         return PreparedQuery(statements, cost, now, plans)
+
+    def _recipe_plan(self, hit: TemplateHit, db: str | None, now: int) -> FastAggregatePlan | None:
+        """The plan from the recipe of hit's template, if there is one and its schema still holds."""
+        recipe = self._recipes.get((hit.key, db))
+        if recipe is None:
+            return None
+        database, measurement = recipe.base.database, recipe.base.measurement
+        if not self.source.has_database(database):
+            return None
+        types = self.source.field_types(database, measurement)
+        if any(types.get(name) != ftype for name, ftype in recipe.types.items()) \
+                or self.source.tag_keys(database, measurement) != recipe.tag_keys:
+            self._recipes.pop((hit.key, db), None)  # the schema changed: plan again, in full
+            return None
+        return recipe.plan(hit.literals, now)
+
+    def _remember_recipe(self, hit: TemplateHit, db: str | None, plan: FastAggregatePlan, now: int) -> None:
+        """Keep a recipe for hit's template if it reproduces `plan` (the full path's) exactly."""
+        if (hit.key, db) in self._recipes:
+            return  # a recipe that declined these literals: keep it
+        stmt = hit.template.statements[0]
+        if not isinstance(stmt, ast.SelectStatement):
+            return
+        types = self.source.field_types(plan.database, plan.measurement)
+        recipe = plan_recipe(stmt, plan, hit.template.slot_nodes, types,
+                             self.source.tag_keys(plan.database, plan.measurement))
+        if recipe is not None and recipe.plan(hit.literals, now) == plan:
+            if len(self._recipes) >= RECIPES_MAX:
+                self._recipes.clear()
+            self._recipes[(hit.key, db)] = recipe
 
     def _plan_cost(self, plan: FastAggregatePlan) -> int | None:
         estimate = getattr(self.source, "estimate_rows", None)
@@ -628,7 +819,7 @@ class QueryExecutor:
         return self.execute_statements(prepared.statements, db, epoch, now=prepared.now_ns,
                                        plans=prepared.plans)
 
-    def execute_statements(self, statements: list[ast.Statement], db: str | None,
+    def execute_statements(self, statements: Sequence[ast.Statement], db: str | None,
                            epoch: str | None = None, *, now: int | None = None,
                            plans: list[FastAggregatePlan | None] | None = None) -> list[dict[str, Any]]:
         """Run parsed statements (parse_query or prepare): one result object per statement."""
@@ -636,7 +827,7 @@ class QueryExecutor:
             now = self.now_ns()
         results: list[dict[str, Any]] = []
         failed = False
-        for statement_id, stmt in enumerate(statements):
+        for statement_id in range(len(statements)):
             if failed:  # InfluxDB stops at the first failing statement
                 results.append({"statement_id": statement_id, "error": "not executed"})
                 continue
@@ -645,7 +836,7 @@ class QueryExecutor:
                 plan = plans[statement_id] if plans else None
                 series = self._fast_aggregate(plan) if plan is not None else None
                 if series is None:
-                    series = self._run(stmt, db, now)
+                    series = self._run(statements[statement_id], db, now)
                 results.append(statement_result(statement_id, series, epoch))
                 failed = False
             except (QueryError, StorageError) as exc:

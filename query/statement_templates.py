@@ -173,13 +173,41 @@ class StatementTemplates:
                     self._entries.clear()
                 self._entries[key] = _template(statements, slots)
             return statements
-        if template is None:
+        literals = None if template is None else _literals(slots)
+        if template is None or literals is None:  # literal out of range: the parser reports it
             return parse_query(text)
-        replace: dict[int, Any] = {}
-        for node_id, (kind, literal_text, pos) in zip(template.slot_nodes, slots, strict=True):
-            node = _literal(kind, literal_text, pos)
-            if node is None:  # out of range for this literal class: the parser reports it
-                return parse_query(text)
-            replace[node_id] = node
         self.hits += 1
-        return [_rebuild(s, template.on_path, replace) for s in template.statements]
+        return self.rebuild(TemplateHit(key, template, literals))
+
+    def match(self, text: str) -> TemplateHit | None:
+        """The known template `text` fills in and its literal nodes, without building the
+        statements (None: not a known template shape; parse() it)."""
+        if self.capacity <= 0 or (shape := shape_of(text)) is None:
+            return None
+        key, slots = shape
+        template = self._entries.get(key)
+        literals = None if template is None else _literals(slots)
+        return None if template is None or literals is None else TemplateHit(key, template, literals)
+
+    @staticmethod
+    def rebuild(hit: TemplateHit) -> list[ast.Statement]:
+        """The statements of a match(): the template's, with the hit's literals."""
+        replace = dict(zip(hit.template.slot_nodes, hit.literals, strict=True))
+        return [_rebuild(s, hit.template.on_path, replace) for s in hit.template.statements]
+
+
+@dataclass(slots=True)
+class TemplateHit:
+    key: str  # the shape: same key, same statements up to the literal values
+    template: _Template
+    literals: list[ast.Expr]  # this text's literal nodes, in text order (template.slot_nodes order)
+
+
+def _literals(slots: list[tuple[str, str, int]]) -> list[ast.Expr] | None:
+    nodes = []
+    for kind, text, pos in slots:
+        node = _literal(kind, text, pos)
+        if node is None:
+            return None
+        nodes.append(node)
+    return nodes
