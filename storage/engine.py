@@ -1056,17 +1056,16 @@ class StorageEngine:
         None when two parts could hold the same (series, time): only read()'s merge can then
         say which value wins."""
         snap = self._buffer.snapshot(db, measurement)  # before the segments, as _read
-        types, all_tags, infos = self._schema(db, measurement)
         parts: list[ColumnPart] = []
-        if infos:
-            for _info, rows in self._store.read_rows(db, measurement, start_ns=start_ns, end_ns=end_ns,
-                                                     fields=fields, tag_filter=tag_filter):
-                if not rows.unique():
-                    return None
-                group, keys = _segment_groups(rows, group_tags) if group_tags else (_NO_GROUPS, [])
-                parts.append(ColumnPart(rows.time, {f: numeric_column(rows.fields[f])
-                                                    for f in fields if f in rows.fields}, group, keys))
+        for _info, rows in self._store.read_rows(db, measurement, start_ns=start_ns, end_ns=end_ns,
+                                                 fields=fields, tag_filter=tag_filter):
+            if not rows.unique():
+                return None
+            group, keys = _segment_groups(rows, group_tags) if group_tags else (_NO_GROUPS, [])
+            parts.append(ColumnPart(rows.time, {f: numeric_column(rows.fields[f])
+                                                for f in fields if f in rows.fields}, group, keys))
         if snap is not None:
+            types, all_tags, _infos = self._schema(db, measurement)  # only buffered rows need it
             chunks, index, n_series = snap
             table, sid, tagsets = assemble_series(
                 chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
