@@ -173,6 +173,11 @@ class ShowDatabasesStatement:
 
 
 @dataclass(slots=True)
+class ShowContinuousQueriesStatement:
+    """SHOW CONTINUOUS QUERIES: edgets has none (CREATE CONTINUOUS QUERY is refused)."""
+
+
+@dataclass(slots=True)
 class ShowMeasurementsStatement:
     database: str = ""
     source: Measurement | None = None  # WITH MEASUREMENT = name | =~ /re/

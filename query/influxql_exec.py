@@ -854,6 +854,8 @@ class QueryExecutor:
             return self._select(stmt, db, now)
         if isinstance(stmt, ast.ShowDatabasesStatement):
             return [Series("databases", ["name"], [[d] for d in self.source.databases()])]
+        if isinstance(stmt, ast.ShowContinuousQueriesStatement):  # one empty series per database
+            return [Series(d, ["name", "query"]) for d in self.source.databases()]
         if isinstance(stmt, ast.CreateDatabaseStatement):
             self.source.create_database(stmt.name)
             return []

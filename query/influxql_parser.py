@@ -468,7 +468,10 @@ class Parser:
             if self.accept("ON"):
                 stmt_r.database = self.parse_ident()
             return stmt_r
-        if kind in ("CONTINUOUS", "DIAGNOSTICS", "GRANTS", "QUERIES", "SHARD",
+        if kind == "CONTINUOUS":
+            self.expect("QUERIES")
+            return ast.ShowContinuousQueriesStatement()
+        if kind in ("DIAGNOSTICS", "GRANTS", "QUERIES", "SHARD",
                     "SHARDS", "STATS", "SUBSCRIPTIONS", "USERS"):
             raise InfluxQLParseError(f"SHOW {kind} is not supported by edgets")
         raise self.error(

@@ -63,7 +63,7 @@ class Series:
         elif self.columns and self.columns[0] == "time" and self.values:
             times = format_times(np.array([row[0] for row in self.values], dtype=np.int64), epoch, self.tz)
             out["values"] = [[t, *row[1:]] for t, row in zip(times, self.values, strict=True)]
-        else:
+        elif self.values:  # InfluxDB leaves "values" out of a series without rows
             out["values"] = [list(row) for row in self.values]
         return out
 
