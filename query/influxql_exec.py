@@ -218,6 +218,19 @@ def _mentions_time(expr: ast.Expr | None) -> bool:
 _FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
 
 
+def _time_bound(op: str, value: int) -> TimeRange:
+    """The range of `time <op> value` (InfluxDB: > and < exclusive by 1 ns)."""
+    if op == ">":
+        return TimeRange(value + 1, None)
+    if op == ">=":
+        return TimeRange(value, None)
+    if op == "<":
+        return TimeRange(None, value - 1)
+    if op == "<=":
+        return TimeRange(None, value)
+    return TimeRange(value, value)
+
+
 def split_condition(expr: ast.Expr | None, now_ns: int) -> tuple[TimeRange, ast.Expr | None]:
     """Separate the time range (ANDed time comparisons) from the rest of a WHERE clause."""
     if expr is None:
@@ -237,16 +250,7 @@ def split_condition(expr: ast.Expr | None, now_ns: int) -> tuple[TimeRange, ast.
             other = expr.rhs
             if _is_time_ref(expr.rhs):
                 op, other = _FLIP[op], expr.lhs
-            value = _time_value(other, now_ns)
-            if op == ">":
-                return TimeRange(value + 1, None), None
-            if op == ">=":
-                return TimeRange(value, None), None
-            if op == "<":
-                return TimeRange(None, value - 1), None
-            if op == "<=":
-                return TimeRange(None, value), None
-            return TimeRange(value, value), None
+            return _time_bound(op, _time_value(other, now_ns)), None
         if _mentions_time(expr):
             raise QueryError(f"invalid time comparison operator: {expr.op}")
     return TimeRange(), expr
@@ -464,19 +468,6 @@ class PlanRecipe:
         if isinstance(expr, ast.BinaryExpr):
             return ast.BinaryExpr(expr.op, self._fill(expr.lhs, literals), self._fill(expr.rhs, literals))
         return expr
-
-
-def _time_bound(op: str, value: int) -> TimeRange:
-    """The range of `time <op> value` (InfluxDB: > and < exclusive by 1 ns)."""
-    if op == ">":
-        return TimeRange(value + 1, None)
-    if op == ">=":
-        return TimeRange(value, None)
-    if op == "<":
-        return TimeRange(None, value - 1)
-    if op == "<=":
-        return TimeRange(None, value)
-    return TimeRange(value, value)
 
 
 def plan_recipe(stmt: ast.SelectStatement, plan: FastAggregatePlan, slot_nodes: list[int],
@@ -1045,16 +1036,16 @@ class QueryExecutor:
             raise QueryError(f"GROUP BY time() is not supported by edgets in SHOW {what} CARDINALITY")
         sources: list[tuple[str, str]] = []  # (database, measurement)
         for src in stmt.sources or [ast.Measurement("", regex=ast.RegexLiteral(""))]:
-            src_db = getattr(src, "database", "") or database
+            src_db = src.database or database  # type: ignore[union-attr]
             if self.source.has_database(src_db):
                 sources.extend((src_db, n) for n in self._resolve_names(src_db, [src]))
         sources = sorted(set(sources), key=lambda s: s[1])
         tags = _group_tags(stmt.dimensions, sorted({k for d, n in sources for k in self.source.tag_keys(d, n)}))
         counts: dict[tuple[str | None, tuple[str, ...]], int] = {}
         measurements: dict[tuple[str, ...], set[str]] = {}
+        absent = None if what == "TAG VALUES" else ""
         for src_db, name in sources:
             groups: dict[tuple[str, ...], list[TagSet]] = {}
-            absent = None if what == "TAG VALUES" else ""
             for ts in self._filtered_series(src_db, name, stmt.condition, other=False, absent=absent):
                 values = dict(ts)
                 groups.setdefault(tuple(values.get(t, "") for t in tags), []).append(ts)
