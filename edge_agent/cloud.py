@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from edge_agent.config import Config
-from edge_agent.edge_node import split_bind
+from edge_agent.edge_node import http_site, split_bind
 from edge_agent.http_app import HEALTH_KEY, build_service_app
 from query.http_query import add_query_routes
 from sync.cloud_store import CloudTableSource
@@ -97,11 +97,11 @@ async def run_cloud(config: Config, stop_event: asyncio.Event | None = None) -> 
     if config.cloud.parquet_root:
         exporter = ParquetExporter(ExportConfig(cloud_dir, config.cloud.parquet_root))
         app[HEALTH_KEY].append(exporter_health(exporter))
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.idle_timeout)
     await runner.setup()
     host, port = split_bind(config.cloud.bind)
     ctx = cloud_tls_context(config)
-    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    site = http_site(runner, config, host, port, ctx)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     scheme = "https" if ctx else "http"

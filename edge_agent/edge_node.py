@@ -19,6 +19,7 @@ from aiohttp import web
 from edge_agent.config import Config
 from edge_agent.heap_reserve import reserve_heap
 from edge_agent.http_app import HEALTH_KEY, build_app
+from edge_agent.http_fast_lane import FastLaneSite
 from edge_agent.warmup import warm_up
 from storage.engine import StorageConfig, StorageEngine
 
@@ -110,6 +111,24 @@ def open_engine(config: Config) -> StorageEngine:
     return engine
 
 
+def http_site(runner: web.AppRunner, config: Config, host: str, port: int,
+              ctx: ssl.SSLContext | None) -> web.TCPSite:
+    """The listening site: with the /query fast lane unless [http] fast_lane is off."""
+    if not config.http.fast_lane:
+        return web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    site = FastLaneSite(runner, host, port, idle_timeout=config.http.idle_timeout, ssl_context=ctx,
+                        reuse_address=True)
+    if HEALTH_KEY in runner.app:
+        runner.app[HEALTH_KEY].append(lambda: fast_lane_health(site))
+    return site
+
+
+def fast_lane_health(site: FastLaneSite) -> dict:
+    lane = site.lane
+    stats = {"served": lane.served, "handed_off": lane.handed_off, "open": len(lane.connections)} if lane else {}
+    return {"name": "http_fast_lane", "status": "pass", "stats": stats}
+
+
 def add_query_routes(app: web.Application, engine: StorageEngine, config: Config) -> None:
     from query.http_query import QUERY_COUNTS_KEY  # query layer is optional at import time
     from query.http_query import add_query_routes as add_routes
@@ -133,11 +152,11 @@ async def run_edge_node(config: Config, components: list[Component] | None = Non
     add_query_routes(app, engine, config)
     for setup in app_setup or []:
         setup(app, engine)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.idle_timeout)
     await runner.setup()
     host, port = split_bind(config.http.bind)
     ctx = tls_context(config)
-    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    site = http_site(runner, config, host, port, ctx)
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -12,7 +12,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -61,7 +61,10 @@ class Credentials:
         return any(hmac.compare_digest(password.encode(), t) for t in self.tokens)
 
     def allows(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
+        return self.allows_parts(request.headers.get("Authorization", ""), request.query)
+
+    def allows_parts(self, header: str, query: Mapping[str, str]) -> bool:
+        """Whether an Authorization header value or the u/p query parameters carry a valid credential."""
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         if scheme in ("token", "bearer") and value:
@@ -72,7 +75,7 @@ class Credentials:
             except (binascii.Error, UnicodeDecodeError):
                 return False
             return self._user_ok(user, password)
-        user, password = request.query.get("u"), request.query.get("p")
+        user, password = query.get("u"), query.get("p")
         if user is not None and password is not None:
             return self._user_ok(user, password)
         if password is not None:
@@ -122,6 +125,11 @@ def unauthorized(request: web.Request) -> web.Response | None:
                         content_type="application/json", headers={"WWW-Authenticate": 'Basic realm="edgets"'})
 
 
+def error_header(text: str) -> str:
+    """An error text as an X-Influxdb-Error value: one line, at most 1 KiB."""
+    return text.replace("\r", " ").replace("\n", " ")[:1024]
+
+
 def _error_text(response: web.Response) -> str:
     """X-Influxdb-Error for a non-2xx answer: the body's error/message, else the reason phrase."""
     try:
@@ -129,7 +137,7 @@ def _error_text(response: web.Response) -> str:
         text = body.get("error") or body.get("message") or ""
     except (ValueError, TypeError, AttributeError):
         text = response.reason or ""
-    return str(text).replace("\n", " ")[:1024] if text else ""
+    return error_header(str(text)) if text else ""
 
 
 @web.middleware

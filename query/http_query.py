@@ -12,7 +12,8 @@ import json
 import math
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -21,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from aiohttp import web
 
-from query.influxql_exec import QueryExecutor
+from query.influxql_exec import PreparedQuery, QueryExecutor
 from query.influxql_parser import InfluxQLParseError
 from query.select_into import PointsWriter
 from query.sql_sandbox import SqlError, run_sql
@@ -31,7 +32,6 @@ SQL_SOURCE_KEY: web.AppKey[Any] = web.AppKey("sql_source")
 LIMITS_KEY: web.AppKey[dict] = web.AppKey("query_limits", dict)
 V3_FORMATS = {"json", "jsonl", "csv", "parquet", "arrow", "pretty"}
 INLINE_MAX_VALUES = 200_000  # ~1-3 ms of decoding and aggregation: see docs/architecture.md
-INLINE_KEY: web.AppKey[int] = web.AppKey("query_inline_max_values", int)
 QUERY_COUNTS_KEY: web.AppKey[dict[str, int]] = web.AppKey("query_counts", dict)
 """/query requests answered on the event loop ("inline") and on worker threads ("threaded")."""
 T = TypeVar("T")
@@ -108,6 +108,7 @@ class QueryThreads:
 
 
 POOL_KEY: web.AppKey[QueryThreads] = web.AppKey("query_threads", QueryThreads)
+DEFAULT_CHUNK_SIZE = 10_000
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -204,42 +205,97 @@ def chunk_results(results: list[dict], chunk_size: int) -> list[dict]:
     return docs
 
 
-async def handle_query(request: web.Request) -> web.StreamResponse:
-    params = await _params(request)
-    q = params.get("q", "")
-    if not q.strip():
-        return web.json_response({"error": 'missing required parameter "q"'}, status=400)
-    bind: dict | None = None
-    if params.get("params"):
+@dataclass(frozen=True, slots=True)
+class QueryAnswer:
+    """A /query answer, independent of the HTTP server that sends it (aiohttp or the fast lane)."""
+
+    status: int
+    body: bytes
+    content_type: str
+    error: str = ""
+    """The error text of a non-200 answer (sent as X-Influxdb-Error)."""
+
+
+def error_answer(status: int, text: str) -> QueryAnswer:
+    return QueryAnswer(status, json.dumps({"error": text}).encode(), "application/json; charset=utf-8", text)
+
+
+@dataclass(slots=True)
+class PendingQuery:
+    """A prepared /query that runs on a worker thread: run() there, QueryEndpoint.encode() after."""
+
+    executor: QueryExecutor
+    prepared: PreparedQuery
+    db: str | None
+    epoch: str | None
+    params: Mapping[str, str]
+    accept: str
+
+    def run(self) -> list[dict]:
+        return self.executor.execute_prepared(self.prepared, self.db, self.epoch)
+
+
+class QueryEndpoint:
+    """InfluxDB's /query from parameters to answer: small queries answered on the calling (event
+    loop) thread, others handed to the worker threads. Shared by handle_query and the fast lane."""
+
+    def __init__(self, executor: QueryExecutor, pool: QueryThreads, inline_max_values: int,
+                 counts: dict[str, int]) -> None:
+        self.executor, self.pool, self.inline_max_values, self.counts = executor, pool, inline_max_values, counts
+
+    def begin(self, params: Mapping[str, str], accept: str) -> QueryAnswer | PendingQuery:
+        """The answer when it is ready now (a bad request, a parse error, a small query), else the
+        query to finish on a worker thread."""
+        q = params.get("q", "")
+        if not q.strip():
+            return error_answer(400, 'missing required parameter "q"')
+        bind: dict | None = None
+        if params.get("params"):
+            try:
+                bind = json.loads(params["params"])
+            except json.JSONDecodeError as exc:
+                return error_answer(400, f"error parsing query parameters: {exc}")
+        db = params.get("db") or None
         try:
-            bind = json.loads(params["params"])
-        except json.JSONDecodeError as exc:
-            return web.json_response({"error": f"error parsing query parameters: {exc}"}, status=400)
-    epoch = params.get("epoch") or None
-    executor = request.app[EXECUTOR_KEY]
-    db = params.get("db") or None
-    try:
-        prepared = executor.prepare(q, db, bind)
-    except InfluxQLParseError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    counts = request.app[QUERY_COUNTS_KEY]
-    budget = request.app[INLINE_KEY]
-    if prepared.cost is not None and budget > 0 and prepared.cost <= budget:
-        # small enough to answer on the event loop: a thread handoff would cost more (~0.5 ms)
-        counts["inline"] += 1
-        results = executor.execute_prepared(prepared, db, epoch)
-    else:
-        counts["threaded"] += 1
-        results = await request.app[POOL_KEY].run(lambda: executor.execute_prepared(prepared, db, epoch))
-    pretty = params.get("pretty", "").lower() == "true"
-    accept = request.headers.get("Accept", "")
-    if "application/csv" in accept or "text/csv" in accept:
-        return web.Response(text=results_to_csv(results), content_type="application/csv")
-    if params.get("chunked", "").lower() == "true":
-        size = int(params.get("chunk_size") or 10000)
-        body = b"".join(_dump_bytes(doc, False) + b"\n" for doc in chunk_results(results, max(1, size)))
-        return web.Response(body=body, content_type="application/json")
-    return web.Response(body=_dump_bytes({"results": results}, pretty), content_type="application/json")
+            prepared = self.executor.prepare(q, db, bind)
+        except InfluxQLParseError as exc:
+            return error_answer(400, str(exc))
+        pending = PendingQuery(self.executor, prepared, db, params.get("epoch") or None, params, accept)
+        budget = self.inline_max_values
+        if prepared.cost is not None and budget > 0 and prepared.cost <= budget:
+            # small enough to answer on the event loop: a thread handoff would cost more (~0.5 ms)
+            self.counts["inline"] += 1
+            return self.encode(pending, pending.run())
+        self.counts["threaded"] += 1
+        return pending
+
+    @staticmethod
+    def encode(pending: PendingQuery, results: list[dict]) -> QueryAnswer:
+        """The 200 answer for `results`: CSV on Accept: application/csv, chunked or (pretty) JSON."""
+        params, accept = pending.params, pending.accept
+        if "application/csv" in accept or "text/csv" in accept:
+            return QueryAnswer(200, results_to_csv(results).encode(), "application/csv; charset=utf-8")
+        if params.get("chunked", "").lower() == "true":
+            size = params.get("chunk_size", "")
+            chunk_size = int(size) if size.isdigit() and int(size) > 0 else DEFAULT_CHUNK_SIZE  # as InfluxDB
+            body = b"".join(_dump_bytes(doc, False) + b"\n" for doc in chunk_results(results, chunk_size))
+            return QueryAnswer(200, body, "application/json")
+        pretty = params.get("pretty", "").lower() == "true"
+        return QueryAnswer(200, _dump_bytes({"results": results}, pretty), "application/json")
+
+    async def answer(self, params: Mapping[str, str], accept: str) -> QueryAnswer:
+        started = self.begin(params, accept)
+        if isinstance(started, QueryAnswer):
+            return started
+        return self.encode(started, await self.pool.run(started.run))
+
+
+QUERY_ENDPOINT_KEY: web.AppKey[QueryEndpoint] = web.AppKey("query_endpoint", QueryEndpoint)
+
+
+async def handle_query(request: web.Request) -> web.StreamResponse:
+    answer = await request.app[QUERY_ENDPOINT_KEY].answer(await _params(request), request.headers.get("Accept", ""))
+    return web.Response(status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type})
 
 
 def encode_table(table: pa.Table, fmt: str) -> tuple[bytes, str]:
@@ -338,12 +394,12 @@ def add_query_routes(app: web.Application, source: Any, *, timeout_s: float = 30
     SELECT INTO writes (None: SELECT INTO answers an error)."""
     app[EXECUTOR_KEY] = QueryExecutor(source, max_memory=f"{max_memory_bytes}B", timeout_s=timeout_s,
                                       writer=writer)
-    app[INLINE_KEY] = inline_max_values
     app[QUERY_COUNTS_KEY] = {"inline": 0, "threaded": 0}
     app[SQL_SOURCE_KEY] = source
     app[LIMITS_KEY] = {"timeout": timeout_s, "max_memory": max_memory_bytes}
     pool = QueryThreads(threads, "query")
     app[POOL_KEY] = pool
+    app[QUERY_ENDPOINT_KEY] = QueryEndpoint(app[EXECUTOR_KEY], pool, inline_max_values, app[QUERY_COUNTS_KEY])
 
     async def stop_pool(_: web.Application) -> None:
         pool.shutdown()

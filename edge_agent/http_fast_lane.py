@@ -1,0 +1,326 @@
+"""The HTTP fast lane: GET /query on a kept-alive connection answered straight from the socket.
+
+Owns the listening site; a connection's first request of any other kind hands it to aiohttp for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import cast
+
+from aiohttp import web
+from yarl import URL
+
+from edge_agent.http_app import (
+    AUTH_KEY,
+    BUILD,
+    INFLUX_VERSION,
+    REQUEST_IDS,
+    Credentials,
+    error_header,
+)
+from query.http_query import (
+    QUERY_ENDPOINT_KEY,
+    PendingQuery,
+    QueryAnswer,
+    QueryEndpoint,
+    error_answer,
+)
+
+log = logging.getLogger(__name__)
+
+HEAD_END = b"\r\n\r\n"
+MAX_HEAD_BYTES = 8190
+"""Longer heads (or a buffer this long without a complete head) go to aiohttp, which applies its limits."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+
+
+@dataclass(frozen=True, slots=True)
+class QueryGet:
+    """What the fast lane needs of a GET /query request."""
+
+    query_string: str
+    authorization: str
+    accept: str
+
+
+def parse_query_get(head: bytes) -> QueryGet | None:
+    """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`,
+    well-formed ASCII headers, no body, no Expect/Upgrade/Connection other than keep-alive, no
+    repeated header. None for anything else: aiohttp serves (or refuses) it."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    request_line, *header_lines = text.split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
+        return None
+    target = parts[1]
+    path, _, query_string = target.partition("?")
+    if path != "/query" or "#" in target or not target.isprintable():
+        return None
+    authorization = accept = ""
+    seen: set[str] = set()
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name) or _BAD_VALUE_CHAR.search(value):
+            return None
+        key = name.lower()
+        if key in seen:
+            return None
+        seen.add(key)
+        value = value.strip(" \t")
+        if key == "authorization":
+            authorization = value
+        elif key == "accept":
+            accept = value
+        elif key == "content-length":
+            if value != "0":
+                return None
+        elif key == "connection":
+            if value.lower() != "keep-alive":
+                return None
+        elif key in ("transfer-encoding", "expect", "upgrade"):
+            return None
+    return QueryGet(query_string, authorization, accept)
+
+
+class HttpDate:
+    """The Date header value, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._value = second, email.utils.formatdate(second, usegmt=True)
+        return self._value
+
+
+class FastLane:
+    """The fast lane of one listening site: its open connections, their running queries, and
+    where a connection goes when the lane does not serve it (aiohttp's protocol factory)."""
+
+    def __init__(self, endpoint: QueryEndpoint, credentials: Credentials, aiohttp_server: web.Server,
+                 idle_timeout: float) -> None:
+        self.endpoint, self.credentials, self.aiohttp_server = endpoint, credentials, aiohttp_server
+        self.idle_timeout = idle_timeout
+        self.connections: set[FastLaneConnection] = set()
+        self.running: set[asyncio.Task[None]] = set()
+        self.served = 0
+        """Requests answered by the lane (health stats)."""
+        self.handed_off = 0
+        """Connections handed to aiohttp."""
+        self.closing = False
+        self._date = HttpDate()
+
+    def connection(self) -> FastLaneConnection:
+        """Protocol factory for loop.create_server."""
+        return FastLaneConnection(self)
+
+    def allows(self, request: QueryGet, params: dict[str, str]) -> bool:
+        return not self.credentials.enabled or self.credentials.allows_parts(request.authorization, params)
+
+    def response(self, answer: QueryAnswer) -> bytes:
+        """Status line and headers as the aiohttp app sends them (InfluxDB's headers included)."""
+        request_id = REQUEST_IDS.next_id()
+        error = f"X-Influxdb-Error: {error_header(answer.error)}\r\n" if answer.error else ""
+        return (f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n"
+                f"Content-Type: {answer.content_type}\r\nX-Influxdb-Version: {INFLUX_VERSION}\r\n"
+                f"X-Influxdb-Build: {BUILD}\r\nRequest-Id: {request_id}\r\nX-Request-Id: {request_id}\r\n{error}"
+                f"Date: {self._date.now()}\r\nContent-Length: {len(answer.body)}\r\n\r\n").encode()
+
+    async def close(self, timeout: float) -> None:
+        """Close idle connections now, busy ones once their answer is sent (waiting up to `timeout`)."""
+        self.closing = True
+        for connection in list(self.connections):
+            connection.close_when_idle()
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=timeout)
+        for connection in list(self.connections):
+            connection.abort()
+
+
+class FastLaneConnection(asyncio.Protocol):
+    """One client connection while in the fast lane: requests are answered in order, one at a
+    time; a query that needs a worker thread holds the following (pipelined) requests back."""
+
+    def __init__(self, lane: FastLane) -> None:
+        self._lane = lane
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._busy = False
+        self._write_paused = False
+        self._close_when_idle = False
+        self._last_active = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._lane.connections.add(self)
+        self._idle_timer = self._loop.call_at(self._last_active + self._lane.idle_timeout, self._check_idle)
+        if self._lane.closing:
+            self.close_when_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._last_active = self._loop.time()
+        self._serve()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close (an answer still being computed is dropped)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._transport is not None:
+            self._transport.resume_reading()
+            self._loop.call_soon(self._serve)
+
+    def close_when_idle(self) -> None:
+        self._close_when_idle = True
+        if not self._busy and self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _forget(self) -> None:
+        self._transport = None
+        self._lane.connections.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        deadline = self._last_active + self._lane.idle_timeout
+        if not self._busy and self._loop.time() >= deadline:
+            self._transport.close()
+            return
+        self._idle_timer = self._loop.call_at(max(deadline, self._loop.time() + 1.0), self._check_idle)
+
+    def _serve(self) -> None:
+        """Answer the complete requests in the buffer, in order, until one must wait."""
+        while self._transport is not None and not (self._busy or self._write_paused or self._close_when_idle):
+            end = self._buffer.find(HEAD_END)
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    self._hand_off()
+                return
+            request = parse_query_get(bytes(self._buffer[:end])) if end <= MAX_HEAD_BYTES else None
+            if request is None:
+                self._hand_off()
+                return
+            params = dict(URL.build(query_string=request.query_string, encoded=True).query)
+            if not self._lane.allows(request, params):
+                self._hand_off()  # aiohttp answers the 401
+                return
+            del self._buffer[:end + len(HEAD_END)]
+            try:
+                started = self._lane.endpoint.begin(params, request.accept)
+            except Exception as exc:  # a bug must not take the connection's later requests with it
+                log.exception("/query failed")
+                started = error_answer(500, f"internal error: {exc}")
+            if isinstance(started, QueryAnswer):
+                self._send(started)
+            else:
+                self._busy = True
+                task = self._loop.create_task(self._finish(started))
+                self._lane.running.add(task)
+                task.add_done_callback(self._lane.running.discard)
+
+    async def _finish(self, pending: PendingQuery) -> None:
+        endpoint = self._lane.endpoint
+        try:
+            answer = endpoint.encode(pending, await endpoint.pool.run(pending.run))
+        except Exception as exc:
+            log.exception("/query failed")
+            answer = error_answer(500, f"internal error: {exc}")
+        self._busy = False
+        self._send(answer)
+        self._serve()
+
+    def _send(self, answer: QueryAnswer) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._lane.served += 1
+        head = self._lane.response(answer)
+        if len(answer.body) < 65536:
+            transport.write(head + answer.body)
+        else:
+            transport.writelines((head, answer.body))
+        self._last_active = self._loop.time()
+        if self._close_when_idle:
+            transport.close()
+
+    def _hand_off(self) -> None:
+        """From now on aiohttp serves this connection, starting with what is buffered."""
+        transport = self._transport
+        assert transport is not None
+        self._forget()
+        self._lane.handed_off += 1
+        handler = self._lane.aiohttp_server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if self._buffer:
+            handler.data_received(bytes(self._buffer))
+            self._buffer.clear()
+
+
+class FastLaneSite(web.TCPSite):
+    """A TCPSite whose connections start in the fast lane when the app serves /query."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, idle_timeout: float,
+                 ssl_context: object = None, reuse_address: bool | None = None,
+                 shutdown_timeout: float = 60.0) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=reuse_address)  # type: ignore[arg-type]
+        self._idle_timeout = idle_timeout
+        self._stop_timeout = shutdown_timeout
+        self.lane: FastLane | None = None
+
+    async def start(self) -> None:
+        app = self._runner.app  # type: ignore[attr-defined]
+        endpoint = app.get(QUERY_ENDPOINT_KEY)
+        server = self._runner.server
+        if endpoint is None or server is None:
+            await super().start()
+            return
+        await web.BaseSite.start(self)  # registers the site with its runner
+        self.lane = FastLane(endpoint, app[AUTH_KEY], server, self._idle_timeout)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.lane.connection, self._host, self._port, ssl=self._ssl_context,  # type: ignore[arg-type]
+            backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.lane is not None:
+            await self.lane.close(self._stop_timeout)
