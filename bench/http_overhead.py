@@ -1,6 +1,7 @@
 """Fixed per-request HTTP overhead: edgets vs InfluxDB 1.6.7 on /ping, SHOW DATABASES and a tiny SELECT.
 
-Both servers run on temp dirs; requests alternate between them, new connection (urllib) and keep-alive modes.
+Three servers on temp dirs: edgets, edgets with the /query fast lane off (the anchor for the lane)
+and InfluxDB; requests rotate between them, new connection (urllib) and keep-alive modes.
 Usage: python bench/http_overhead.py [-n 400] [--rounds 3]
 """
 
@@ -83,22 +84,17 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def measure(edgets: Callable[[str], float], influx: Callable[[str], float], path: str,
-            n: int) -> tuple[list[float], list[float]]:
-    """n requests to each server, alternating (noise from the other engineers hits both alike)."""
+def measure(clients: list[Callable[[str], float]], path: str, n: int) -> list[list[float]]:
+    """n requests to each server, rotating who goes first (noise from other work hits all alike)."""
     for _ in range(20):  # warm-up
-        edgets(path)
-        influx(path)
-    e_times: list[float] = []
-    i_times: list[float] = []
+        for client in clients:
+            client(path)
+    times: list[list[float]] = [[] for _ in clients]
     for k in range(n):
-        if k % 2:
-            e_times.append(edgets(path))
-            i_times.append(influx(path))
-        else:
-            i_times.append(influx(path))
-            e_times.append(edgets(path))
-    return e_times, i_times
+        for j in range(len(clients)):
+            who = (k + j) % len(clients)
+            times[who].append(clients[who](path))
+    return times
 
 
 def p90(values: list[float]) -> float:
@@ -111,42 +107,48 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="repeat everything; medians over all rounds")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="http-overhead-") as tmp:
-        influx = InfluxDBProcess(Path(tmp) / "influxdb").start()
-        server = ServerProcess(Path(tmp) / "edgets", "--fsync", "never").start()
+        servers = {
+            "edgets": ServerProcess(Path(tmp) / "edgets", "--fsync", "never").start(),
+            "no-lane": ServerProcess(Path(tmp) / "no-lane", "--fsync", "never", "--set", "http.fast_lane=false").start(),
+            "influxdb": InfluxDBProcess(Path(tmp) / "influxdb").start(),
+        }
         try:
-            load_points(influx.url)
-            load_points(server.url)
-            print(f"# edgets idle after {wait_idle(server.proc.pid):.1f} s, "  # type: ignore[union-attr]
-                  f"influxd idle after {wait_idle(influx.proc.pid):.1f} s", flush=True)  # type: ignore[union-attr]
+            for name, server in servers.items():
+                load_points(server.url)
+                print(f"# {name} idle after {wait_idle(server.proc.pid):.1f} s", flush=True)  # type: ignore[union-attr]
             modes = {"new-conn": new_connection_request, "keep-alive": keep_alive_request}
-            pids = (server.proc.pid, influx.proc.pid)  # type: ignore[union-attr]
-            samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+            pids = [server.proc.pid for server in servers.values()]  # type: ignore[union-attr]
+            samples: dict[tuple[str, str], list[list[float]]] = {}
             cpu: dict[tuple[str, str], list[int]] = {}
             for _ in range(args.rounds):
                 for mode, make in modes.items():
-                    e_req, i_req = make(server.url), make(influx.url)
+                    clients = [make(server.url) for server in servers.values()]
                     for name, path in TARGETS.items():
                         cpu_before = [cpu_ns(pid) for pid in pids]
-                        e, i = measure(e_req, i_req, path, args.n)
-                        used = cpu.setdefault((mode, name), [0, 0])
+                        times = measure(clients, path, args.n)
+                        used = cpu.setdefault((mode, name), [0] * len(pids))
                         for k, pid in enumerate(pids):
                             used[k] += cpu_ns(pid) - cpu_before[k]
-                        acc = samples.setdefault((mode, name), ([], []))
-                        acc[0].extend(e)
-                        acc[1].extend(i)
-            print(f"{'mode':<11}{'request':<16}{'edgets med':>11}{'p90':>8}{'cpu':>7}{'influx med':>12}{'p90':>8}"
-                  f"{'cpu':>7}{'ratio med':>11}{'ratio p90':>11}")
-            for (mode, name), (e, i) in samples.items():
-                em, ep, im, ip = statistics.median(e) * 1e3, p90(e) * 1e3, statistics.median(i) * 1e3, p90(i) * 1e3
-                requests = len(e) + 20 * args.rounds
-                ec, ic = (used_ns / requests / 1e6 for used_ns in cpu[(mode, name)])
-                print(f"{mode:<11}{name:<16}{em:>11.3f}{ep:>8.3f}{ec:>7.3f}{im:>12.3f}{ip:>8.3f}{ic:>7.3f}"
-                      f"{em / im:>11.2f}{ep / ip:>11.2f}")
-            print(f"# ms per request (latency median/p90, server CPU per request incl. its background threads); "
-                  f"{args.n} x {args.rounds} requests per cell, alternating between servers")
+                        acc = samples.setdefault((mode, name), [[] for _ in pids])
+                        for k, server_times in enumerate(times):
+                            acc[k].extend(server_times)
+            print("# ms per request: latency median / p90 / server CPU (incl. background threads); edgets = fast")
+            print("# lane on (default), no-lane = [http] fast_lane=false, the aiohttp path; ratios of medians")
+            print(f"{'mode':<11}{'request':<16}" + "".join(f"{name + ' med/p90/cpu':>26}" for name in servers)
+                  + f"{'e/influx':>10}{'e/no-lane':>11}")
+            for (mode, name), per_server in samples.items():
+                requests = len(per_server[0]) + 20 * args.rounds
+                cells = []
+                for k, times in enumerate(per_server):
+                    cells.append(f"{statistics.median(times) * 1e3:.3f}/{p90(times) * 1e3:.3f}/"
+                                 f"{cpu[(mode, name)][k] / requests / 1e6:.3f}")
+                medians = [statistics.median(times) for times in per_server]
+                print(f"{mode:<11}{name:<16}" + "".join(f"{cell:>26}" for cell in cells)
+                      + f"{medians[0] / medians[2]:>10.2f}{medians[0] / medians[1]:>11.2f}")
+            print(f"# {args.n} x {args.rounds} requests per cell and server, rotating between servers")
         finally:
-            server.stop()
-            influx.stop()
+            for server in servers.values():
+                server.stop()
     return 0
 
 

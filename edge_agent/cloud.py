@@ -15,6 +15,7 @@ from aiohttp import web
 
 from edge_agent.config import Config
 from edge_agent.edge_node import http_site, split_bind
+from edge_agent.gc_freeze import freeze_start_up_objects, gc_health
 from edge_agent.http_app import HEALTH_KEY, build_service_app
 from query.http_query import add_query_routes
 from sync.cloud_store import CloudTableSource
@@ -103,6 +104,8 @@ async def run_cloud(config: Config, stop_event: asyncio.Event | None = None) -> 
     ctx = cloud_tls_context(config)
     site = http_site(runner, config, host, port, ctx)
     await site.start()
+    freeze_start_up_objects()
+    app[HEALTH_KEY].append(gc_health)
     bound = runner.addresses[0][1] if runner.addresses else port
     scheme = "https" if ctx else "http"
     print(f"edgets: listening on {scheme}://{host}:{bound} (cloud data in {cloud_dir})", flush=True)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edge_agent.config import Config
+from edge_agent.gc_freeze import freeze_start_up_objects, gc_health
 from edge_agent.heap_reserve import reserve_heap
 from edge_agent.http_app import HEALTH_KEY, build_app
 from edge_agent.http_fast_lane import FastLaneSite
@@ -158,6 +159,8 @@ async def run_edge_node(config: Config, components: list[Component] | None = Non
     ctx = tls_context(config)
     site = http_site(runner, config, host, port, ctx)
     await site.start()
+    warming.add_done_callback(lambda _: freeze_start_up_objects())  # the engine and app exist by now
+    app[HEALTH_KEY].append(gc_health)
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port
     scheme = "https" if ctx else "http"
