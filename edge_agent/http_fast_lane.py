@@ -51,11 +51,13 @@ class QueryGet:
     query_string: str
     authorization: str
     accept: str
+    close: bool = False
+    """Connection: close: the connection ends after this answer."""
 
 
 def parse_query_get(head: bytes) -> QueryGet | None:
     """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`,
-    well-formed ASCII headers, no body, no Expect/Upgrade/Connection other than keep-alive, no
+    well-formed ASCII headers, no body, no Expect/Upgrade, Connection keep-alive or close, no
     repeated header. None for anything else: aiohttp serves (or refuses) it."""
     try:
         text = head.decode("ascii")
@@ -70,6 +72,7 @@ def parse_query_get(head: bytes) -> QueryGet | None:
     if path != "/query" or "#" in target or not target.isprintable():
         return None
     authorization = accept = ""
+    close = False
     seen: set[str] = set()
     for line in header_lines:
         name, colon, value = line.partition(":")
@@ -88,11 +91,13 @@ def parse_query_get(head: bytes) -> QueryGet | None:
             if value != "0":
                 return None
         elif key == "connection":
-            if value.lower() != "keep-alive":
+            option = value.lower()
+            if option not in ("keep-alive", "close"):
                 return None
+            close = option == "close"
         elif key in ("transfer-encoding", "expect", "upgrade"):
             return None
-    return QueryGet(query_string, authorization, accept)
+    return QueryGet(query_string, authorization, accept, close)
 
 
 class HttpDate:
@@ -242,6 +247,8 @@ class FastLaneConnection(asyncio.Protocol):
                 self._hand_off()  # aiohttp answers the 401
                 return
             del self._buffer[:end + len(HEAD_END)]
+            if request.close:
+                self._close_when_idle = True  # _send closes after this answer; later bytes are ignored
             try:
                 started = self._lane.endpoint.begin(params, request.accept)
             except Exception as exc:  # a bug must not take the connection's later requests with it

@@ -222,10 +222,16 @@ def test_malformed_requests_get_the_aiohttp_answer(servers: dict[str, ServerProc
     assert statuses[0] == statuses[1] and statuses[0] >= 400
 
 
-def test_connection_close_and_http_1_0_are_answered_then_closed(servers: dict[str, ServerProcess]) -> None:
+@pytest.mark.parametrize("lane", ["lane", "threaded"])
+def test_connection_close_and_http_1_0_are_answered_then_closed(servers: dict[str, ServerProcess],
+                                                                lane: str) -> None:
+    """Connection: close is answered in the lane (pipelined bytes after it are ignored, as by
+    aiohttp); HTTP/1.0 goes to aiohttp. Each connection ends after its answer."""
     target = query_target(db="edge", q="SELECT count(v) FROM cpu")
-    for request in (get(target, "Connection: close"), f"GET {target} HTTP/1.0\r\n\r\n".encode()):
-        connection = RawConnection(servers["lane"].url)
+    for request, in_lane in ((get(target, "Connection: close") + get(target), True),
+                             (f"GET {target} HTTP/1.0\r\n\r\n".encode(), False)):
+        before = health_stats(servers[lane], "http_fast_lane")
+        connection = RawConnection(servers[lane].url)
         try:
             connection.send(request)
             status, _, body = connection.read_response()
@@ -233,18 +239,22 @@ def test_connection_close_and_http_1_0_are_answered_then_closed(servers: dict[st
             assert connection.at_eof()
         finally:
             connection.close()
+        after = health_stats(servers[lane], "http_fast_lane")
+        assert after["served"] == before["served"] + in_lane
 
 
 def test_parse_query_get_accepts_only_plain_keep_alive_gets() -> None:
     ok = parse_query_get(b"GET /query?q=x&db=y HTTP/1.1\r\nHost: a\r\nAuthorization: Token t\r\n"
                          b"Accept: application/csv\r\nConnection: Keep-Alive\r\nContent-Length: 0")
-    assert ok is not None and (ok.query_string, ok.authorization, ok.accept) == ("q=x&db=y", "Token t",
-                                                                                "application/csv")
+    assert ok is not None and (ok.query_string, ok.authorization, ok.accept, ok.close) == (
+        "q=x&db=y", "Token t", "application/csv", False)
+    closing = parse_query_get(b"GET /query?q=x HTTP/1.1\r\nConnection: close")
+    assert closing is not None and closing.close
     for head in (b"POST /query?q=x HTTP/1.1", b"GET /query?q=x HTTP/1.0", b"GET /ping HTTP/1.1",
                  b"GET /query/x?q=1 HTTP/1.1", b"GET /query?q=x#f HTTP/1.1", b"GET  /query?q=x HTTP/1.1",
                  b"GET /query?q=\xc3\xa9 HTTP/1.1", b"GET /query?q=x HTTP/1.1\r\nContent-Length: 2",
                  b"GET /query?q=x HTTP/1.1\r\nTransfer-Encoding: chunked", b"GET /query?q=x HTTP/1.1\r\nExpect: x",
-                 b"GET /query?q=x HTTP/1.1\r\nUpgrade: websocket", b"GET /query?q=x HTTP/1.1\r\nConnection: close",
+                 b"GET /query?q=x HTTP/1.1\r\nUpgrade: websocket", b"GET /query?q=x HTTP/1.1\r\nConnection: TE",
                  b"GET /query?q=x HTTP/1.1\r\nAccept: a\r\naccept: b", b"GET /query?q=x HTTP/1.1\r\nNo colon",
                  b"GET /query?q=x HTTP/1.1\r\nX: a\x01b", b"GET /query?q=x HTTP/1.1\r\n X: folded"):
         assert parse_query_get(head) is None, head
