@@ -1,4 +1,4 @@
-"""The HTTP fast lane: GET /query on a kept-alive connection answered straight from the socket.
+"""The HTTP fast lane: GET /query (and a plain /ping) answered straight from the socket.
 
 Owns the listening site; a connection's first request of any other kind hands it to aiohttp for good.
 """
@@ -44,10 +44,15 @@ _BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 
-@dataclass(frozen=True, slots=True)
-class QueryGet:
-    """What the fast lane needs of a GET /query request."""
+PING_ANSWER = QueryAnswer(204, b"", "")
 
+
+@dataclass(frozen=True, slots=True)
+class LaneRequest:
+    """What the fast lane needs of a request it answers."""
+
+    path: str
+    """/query or /ping"""
     query_string: str
     authorization: str
     accept: str
@@ -55,21 +60,24 @@ class QueryGet:
     """Connection: close: the connection ends after this answer."""
 
 
-def parse_query_get(head: bytes) -> QueryGet | None:
-    """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`,
-    well-formed ASCII headers, no body, no Expect/Upgrade, Connection keep-alive or close, no
-    repeated header. None for anything else: aiohttp serves (or refuses) it."""
+def parse_lane_request(head: bytes) -> LaneRequest | None:
+    """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`
+    or `GET|HEAD /ping HTTP/1.1` without parameters; well-formed ASCII headers, no body, no
+    Expect/Upgrade, Connection keep-alive or close, no repeated header. None for anything else:
+    aiohttp serves (or refuses) it."""
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:
         return None
     request_line, *header_lines = text.split("\r\n")
     parts = request_line.split(" ")
-    if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
+    if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return None
-    target = parts[1]
+    method, target = parts[0], parts[1]
     path, _, query_string = target.partition("?")
-    if path != "/query" or "#" in target or not target.isprintable():
+    if "#" in target or not target.isprintable():
+        return None
+    if not ((path == "/query" and method == "GET") or (target == "/ping" and method in ("GET", "HEAD"))):
         return None
     authorization = accept = ""
     close = False
@@ -97,7 +105,7 @@ def parse_query_get(head: bytes) -> QueryGet | None:
             close = option == "close"
         elif key in ("transfer-encoding", "expect", "upgrade"):
             return None
-    return QueryGet(query_string, authorization, accept, close)
+    return LaneRequest(path, query_string, authorization, accept, close)
 
 
 class HttpDate:
@@ -135,15 +143,19 @@ class FastLane:
         """Protocol factory for loop.create_server."""
         return FastLaneConnection(self)
 
-    def allows(self, request: QueryGet, params: dict[str, str]) -> bool:
+    def allows(self, request: LaneRequest, params: dict[str, str]) -> bool:
         return not self.credentials.enabled or self.credentials.allows_parts(request.authorization, params)
 
     def response(self, answer: QueryAnswer) -> bytes:
         """Status line and headers as the aiohttp app sends them (InfluxDB's headers included)."""
         request_id = REQUEST_IDS.next_id()
         error = f"X-Influxdb-Error: {error_header(answer.error)}\r\n" if answer.error else ""
-        return (f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n"
-                f"Content-Type: {answer.content_type}\r\nX-Influxdb-Version: {INFLUX_VERSION}\r\n"
+        head = f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n"
+        if answer.status == 204:  # no content: no Content-Type or Content-Length (as aiohttp)
+            return (f"{head}X-Influxdb-Version: {INFLUX_VERSION}\r\nX-Influxdb-Build: {BUILD}\r\n"
+                    f"Request-Id: {request_id}\r\nX-Request-Id: {request_id}\r\n"
+                    f"Date: {self._date.now()}\r\n\r\n").encode()
+        return (f"{head}Content-Type: {answer.content_type}\r\nX-Influxdb-Version: {INFLUX_VERSION}\r\n"
                 f"X-Influxdb-Build: {BUILD}\r\nRequest-Id: {request_id}\r\nX-Request-Id: {request_id}\r\n{error}"
                 f"Date: {self._date.now()}\r\nContent-Length: {len(answer.body)}\r\n\r\n").encode()
 
@@ -238,17 +250,20 @@ class FastLaneConnection(asyncio.Protocol):
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     self._hand_off()
                 return
-            request = parse_query_get(bytes(self._buffer[:end])) if end <= MAX_HEAD_BYTES else None
+            request = parse_lane_request(bytes(self._buffer[:end])) if end <= MAX_HEAD_BYTES else None
             if request is None:
                 self._hand_off()
                 return
             params = dict(URL.build(query_string=request.query_string, encoded=True).query)
-            if not self._lane.allows(request, params):
+            if request.path == "/query" and not self._lane.allows(request, params):
                 self._hand_off()  # aiohttp answers the 401
                 return
             del self._buffer[:end + len(HEAD_END)]
             if request.close:
                 self._close_when_idle = True  # _send closes after this answer; later bytes are ignored
+            if request.path == "/ping":  # open, as in InfluxDB
+                self._send(PING_ANSWER)
+                continue
             try:
                 started = self._lane.endpoint.begin(params, request.accept)
             except Exception as exc:  # a bug must not take the connection's later requests with it

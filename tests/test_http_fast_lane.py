@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.http_fast_lane import parse_query_get
+from edge_agent.http_fast_lane import parse_lane_request
 from tests.server_process import ServerProcess
 from tests.test_http_write import http
 from tests.test_mqtt_tls_auth import make_ca, make_leaf
@@ -112,6 +112,8 @@ REQUESTS = [
     get(query_target(db="edge", q="SELECT v FROM cpu", params="{not json")),
     get("/query?db=edge&q=SELECT+%22v%22+FROM+cpu+WHERE+host%3D%27h0%27+LIMIT+2&db=other", "Connection: keep-alive"),
     get(query_target(db="edge", q="SELECT * FROM big WHERE host = 'h3'")),
+    get("/ping"),
+    b"HEAD /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 ]
 
 
@@ -137,7 +139,7 @@ def test_answers_equal_the_aiohttp_path(servers: dict[str, ServerProcess], lane:
         assert {k: v for k, v in headers.items() if k not in UNCOMPARED} == \
                {k: v for k, v in headers_p.items() if k not in UNCOMPARED}, request
         assert headers["request-id"] == headers["x-request-id"] and headers["date"].endswith(" GMT")
-    assert {status for status, _, _ in ours} == {200, 400}
+    assert {status for status, _, _ in ours} == {200, 204, 400}
     assert len(json.loads(ours[0][2])["results"][0]["series"][0]["values"]) == 10
     assert health_stats(servers[lane], "http_fast_lane")["served"] == before + len(REQUESTS)
 
@@ -159,15 +161,16 @@ def test_pipelined_requests_are_answered_in_order_across_a_hand_off(servers: dic
     hosts = get(query_target(db="edge", q="SHOW TAG VALUES FROM cpu WITH KEY = host"))
     connection = RawConnection(server.url)
     try:
-        connection.send(count + hosts + get("/ping") + count + get("/ping?verbose=true"))
-        responses = [connection.read_response() for _ in range(5)]
+        connection.send(count + hosts + get("/ping") + count + get("/ping?verbose=true") + count)
+        responses = [connection.read_response() for _ in range(6)]
     finally:
         connection.close()
-    assert [status for status, _, _ in responses] == [200, 200, 204, 200, 200]
+    assert [status for status, _, _ in responses] == [200, 200, 204, 200, 200, 200]
     assert json.loads(responses[0][2])["results"][0]["series"][0]["values"][0][1] == 30
     assert [v[1] for v in json.loads(responses[1][2])["results"][0]["series"][0]["values"]] == ["h0", "h1", "h2"]
     assert responses[3][2] == responses[0][2]
-    assert json.loads(responses[4][2])["product"] == "edgets"
+    assert json.loads(responses[4][2])["product"] == "edgets"  # verbose /ping: aiohttp from here on
+    assert responses[5][2] == responses[0][2]
     # this connection and the /health request reading the figure (urllib sends Connection: close)
     assert health_stats(server, "http_fast_lane")["handed_off"] == handed_off + 2
 
@@ -243,21 +246,24 @@ def test_connection_close_and_http_1_0_are_answered_then_closed(servers: dict[st
         assert after["served"] == before["served"] + in_lane
 
 
-def test_parse_query_get_accepts_only_plain_keep_alive_gets() -> None:
-    ok = parse_query_get(b"GET /query?q=x&db=y HTTP/1.1\r\nHost: a\r\nAuthorization: Token t\r\n"
+def test_parse_lane_request_accepts_only_plain_keep_alive_gets() -> None:
+    ok = parse_lane_request(b"GET /query?q=x&db=y HTTP/1.1\r\nHost: a\r\nAuthorization: Token t\r\n"
                          b"Accept: application/csv\r\nConnection: Keep-Alive\r\nContent-Length: 0")
     assert ok is not None and (ok.query_string, ok.authorization, ok.accept, ok.close) == (
         "q=x&db=y", "Token t", "application/csv", False)
-    closing = parse_query_get(b"GET /query?q=x HTTP/1.1\r\nConnection: close")
+    closing = parse_lane_request(b"GET /query?q=x HTTP/1.1\r\nConnection: close")
     assert closing is not None and closing.close
-    for head in (b"POST /query?q=x HTTP/1.1", b"GET /query?q=x HTTP/1.0", b"GET /ping HTTP/1.1",
+    ping = parse_lane_request(b"HEAD /ping HTTP/1.1\r\nHost: a")
+    assert ping is not None and (ping.path, ping.query_string) == ("/ping", "")
+    for head in (b"POST /query?q=x HTTP/1.1", b"GET /query?q=x HTTP/1.0", b"GET /ping?verbose=true HTTP/1.1",
+                 b"POST /ping HTTP/1.1", b"GET /health HTTP/1.1", b"HEAD /query?q=x HTTP/1.1",
                  b"GET /query/x?q=1 HTTP/1.1", b"GET /query?q=x#f HTTP/1.1", b"GET  /query?q=x HTTP/1.1",
                  b"GET /query?q=\xc3\xa9 HTTP/1.1", b"GET /query?q=x HTTP/1.1\r\nContent-Length: 2",
                  b"GET /query?q=x HTTP/1.1\r\nTransfer-Encoding: chunked", b"GET /query?q=x HTTP/1.1\r\nExpect: x",
                  b"GET /query?q=x HTTP/1.1\r\nUpgrade: websocket", b"GET /query?q=x HTTP/1.1\r\nConnection: TE",
                  b"GET /query?q=x HTTP/1.1\r\nAccept: a\r\naccept: b", b"GET /query?q=x HTTP/1.1\r\nNo colon",
                  b"GET /query?q=x HTTP/1.1\r\nX: a\x01b", b"GET /query?q=x HTTP/1.1\r\n X: folded"):
-        assert parse_query_get(head) is None, head
+        assert parse_lane_request(head) is None, head
 
 
 def test_auth_is_checked_in_the_lane(tmp_path: Path) -> None:
