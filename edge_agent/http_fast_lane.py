@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_BYTES = 8190
 """Longer heads (or a buffer this long without a complete head) go to aiohttp, which applies its limits."""
+MAX_BUFFERED_BYTES = 1 << 20
+"""Pipelined request bytes held while a query runs or the client does not read: reading pauses above."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
@@ -137,6 +139,7 @@ class FastLane:
         self.handed_off = 0
         """Connections handed to aiohttp."""
         self.closing = False
+        self._drained: asyncio.Event | None = None
         self._date = HttpDate()
 
     def connection(self) -> FastLaneConnection:
@@ -160,14 +163,27 @@ class FastLane:
                 f"Date: {self._date.now()}\r\nContent-Length: {len(answer.body)}\r\n\r\n").encode()
 
     async def close(self, timeout: float) -> None:
-        """Close idle connections now, busy ones once their answer is sent (waiting up to `timeout`)."""
+        """Close idle connections now, busy ones once their answer is sent; waits up to `timeout`
+        for running queries and unsent answers, then aborts what is left."""
         self.closing = True
+        deadline = asyncio.get_running_loop().time() + timeout
         for connection in list(self.connections):
             connection.close_when_idle()
         if self.running:
             await asyncio.wait(list(self.running), timeout=timeout)
+        if self.connections:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                pass
         for connection in list(self.connections):
             connection.abort()
+
+    def forget(self, connection: FastLaneConnection) -> None:
+        self.connections.discard(connection)
+        if self._drained is not None and not self.connections:
+            self._drained.set()
 
 
 class FastLaneConnection(asyncio.Protocol):
@@ -181,6 +197,7 @@ class FastLaneConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._busy = False
         self._write_paused = False
+        self._reading_paused = False
         self._close_when_idle = False
         self._last_active = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -202,20 +219,33 @@ class FastLaneConnection(asyncio.Protocol):
         self._buffer += data
         self._last_active = self._loop.time()
         self._serve()
+        self._update_reading()
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close (an answer still being computed is dropped)
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._transport is not None:
+        self._loop.call_soon(self._serve_more)
+
+    def _serve_more(self) -> None:
+        self._serve()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read only while answers flow out and the held pipelined bytes stay under the limit."""
+        pause = self._write_paused or len(self._buffer) > MAX_BUFFERED_BYTES
+        if self._transport is None or pause == self._reading_paused:
+            return
+        self._reading_paused = pause
+        if pause:
+            self._transport.pause_reading()
+        else:
             self._transport.resume_reading()
-            self._loop.call_soon(self._serve)
 
     def close_when_idle(self) -> None:
         self._close_when_idle = True
@@ -228,7 +258,7 @@ class FastLaneConnection(asyncio.Protocol):
 
     def _forget(self) -> None:
         self._transport = None
-        self._lane.connections.discard(self)
+        self._lane.forget(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -238,7 +268,10 @@ class FastLaneConnection(asyncio.Protocol):
             return
         deadline = self._last_active + self._lane.idle_timeout
         if not self._busy and self._loop.time() >= deadline:
-            self._transport.close()
+            if self._write_paused:  # nothing read for the whole timeout: the unsent answer is dropped
+                self._transport.abort()
+            else:
+                self._transport.close()
             return
         self._idle_timer = self._loop.call_at(max(deadline, self._loop.time() + 1.0), self._check_idle)
 
@@ -254,7 +287,11 @@ class FastLaneConnection(asyncio.Protocol):
             if request is None:
                 self._hand_off()
                 return
-            params = dict(URL.build(query_string=request.query_string, encoded=True).query)
+            try:
+                params = dict(URL.build(query_string=request.query_string, encoded=True).query)
+            except (ValueError, UnicodeError):
+                self._hand_off()  # aiohttp decides what such a target gets
+                return
             if request.path == "/query" and not self._lane.allows(request, params):
                 self._hand_off()  # aiohttp answers the 401
                 return
@@ -281,12 +318,16 @@ class FastLaneConnection(asyncio.Protocol):
         endpoint = self._lane.endpoint
         try:
             answer = endpoint.encode(pending, await endpoint.pool.run(pending.run))
+        except asyncio.CancelledError:  # the query threads shut down: no answer will come
+            if self._transport is not None:
+                self._transport.abort()
+            raise
         except Exception as exc:
             log.exception("/query failed")
             answer = error_answer(500, f"internal error: {exc}")
         self._busy = False
         self._send(answer)
-        self._serve()
+        self._serve_more()
 
     def _send(self, answer: QueryAnswer) -> None:
         transport = self._transport
@@ -308,6 +349,8 @@ class FastLaneConnection(asyncio.Protocol):
         assert transport is not None
         self._forget()
         self._lane.handed_off += 1
+        if self._reading_paused:  # aiohttp applies its own flow control from here on
+            transport.resume_reading()
         handler = self._lane.aiohttp_server()
         transport.set_protocol(handler)
         handler.connection_made(transport)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -187,6 +188,31 @@ def test_many_large_pipelined_answers_arrive_whole(servers: dict[str, ServerProc
     assert len(responses[0][2]) > 100_000
     assert len(json.loads(responses[0][2])["results"][0]["series"][0]["values"]) == 4000
     assert all(status == 200 and body == responses[0][2] for status, _, body in responses)
+
+
+def test_megabytes_pipelined_behind_a_threaded_query_are_all_answered(servers: dict[str, ServerProcess]) -> None:
+    """A query on a worker thread first, then ~3 MiB of pipelined requests sent before any answer is
+    read: the lane stops reading above its buffer limit and the client's writes wait; nothing is
+    lost or reordered, and a final /health (handed to aiohttp) still gets through."""
+    padding = "X-Pad: " + "p" * 6000
+    slow = get(query_target(db="edge", q="SELECT * FROM big"))
+    small = get(query_target(db="edge", q="SELECT count(v) FROM cpu"), padding)
+    count = 500  # ~3 MiB of requests
+    connection = RawConnection(servers["threaded"].url)
+    try:
+        sender = threading.Thread(target=connection.send, args=(slow + small * count + get("/health"),))
+        sender.start()
+        first = connection.read_response()
+        rest = [connection.read_response() for _ in range(count)]
+        health = connection.read_response()
+        sender.join(timeout=60)
+        assert not sender.is_alive()
+    finally:
+        connection.close()
+    assert first[0] == 200 and len(json.loads(first[2])["results"][0]["series"][0]["values"]) == 4000
+    assert all(status == 200 and json.loads(body)["results"][0]["series"][0]["values"][0][1] == 30
+               for status, _, body in rest)
+    assert health[0] == 200 and json.loads(health[2])["status"] == "pass"
 
 
 def test_a_request_split_into_single_bytes(servers: dict[str, ServerProcess]) -> None:
