@@ -61,7 +61,14 @@ def warm_segments() -> None:
 
 
 def warm_query() -> None:
-    from query.bucket_aggregates import FOLD_MAX, FOLD_SUM, bucket_aggregates, fold_buckets
+    from query.bucket_aggregates import (
+        FOLD_LAST,
+        FOLD_MAX,
+        FOLD_SUM,
+        bucket_aggregates,
+        fold_bucket_points,
+        fold_buckets,
+    )
     from query.results import format_times
     from storage.segment_format import repeats_key
 
@@ -79,6 +86,10 @@ def warm_query() -> None:
             for groups in (np.empty(0, dtype=np.int64), np.zeros(3, dtype=np.int64)):
                 fold_buckets(times, groups, np.ones(3, dtype=dtype), np.empty(0, dtype=np.bool_), 0, 1, 3,
                              kind, np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64))
+        for groups in (np.empty(0, dtype=np.int64), np.zeros(3, dtype=np.int64)):
+            fold_bucket_points(times, groups, np.ones(3, dtype=dtype), np.empty(0, dtype=np.bool_), 0, 1, 3,
+                               FOLD_LAST, np.zeros(3, dtype=dtype), np.zeros(3, dtype=np.int64),
+                               np.zeros(3, dtype=np.int64))
 
 
 def warm_engine_queries() -> None:
@@ -96,6 +107,8 @@ def warm_engine_queries() -> None:
         "SELECT mean(f) FROM warm WHERE time >= 1700000000000000000 GROUP BY time(10m), host",
         "SELECT * FROM warm WHERE f > 10 AND host = 'h2' AND time >= 1700000000000000000",
         "SELECT f, i FROM warm WHERE time >= 1700000000000000000 ORDER BY time DESC LIMIT 3",
+        "SELECT last(f) FROM warm WHERE host = 'h0'",
+        "SELECT first(i), last(f) FROM warm WHERE time >= 1700000000000000000 GROUP BY time(10m), host",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         engine = StorageEngine(StorageConfig(Path(tmp), fsync="never", background=False))

@@ -16,6 +16,8 @@ from numba import njit
 from storage.engine import ColumnPart, numeric_column
 
 BUCKET_AGGREGATES = frozenset(("count", "sum", "mean", "min", "max"))
+DENSE_FOLDS = BUCKET_AGGREGATES | {"first", "last"}
+"""Functions dense_bucket_columns folds."""
 
 @dataclass(slots=True)
 class BucketRuns:
@@ -221,8 +223,9 @@ def plain_rows(gaps: list[Any] | None, column_specs: list[int], runs: BucketRuns
 
 
 # ---- dense buckets: every (group, bucket) cell at once, rows in any order --------------------------
-FOLD_SUM, FOLD_MIN, FOLD_MAX = 0, 1, 2
-_FOLD_KIND = {"count": FOLD_SUM, "sum": FOLD_SUM, "mean": FOLD_SUM, "min": FOLD_MIN, "max": FOLD_MAX}
+FOLD_SUM, FOLD_MIN, FOLD_MAX, FOLD_FIRST, FOLD_LAST = 0, 1, 2, 3, 4
+_FOLD_KIND = {"count": FOLD_SUM, "sum": FOLD_SUM, "mean": FOLD_SUM, "min": FOLD_MIN, "max": FOLD_MAX,
+              "first": FOLD_FIRST, "last": FOLD_LAST}
 
 
 @njit(cache=True, nogil=True)
@@ -252,32 +255,82 @@ def fold_buckets(times: np.ndarray, groups: np.ndarray, values: np.ndarray, vali
         seen[b] += 1
 
 
+@njit(cache=True, nogil=True)
+def fold_bucket_points(times: np.ndarray, groups: np.ndarray, values: np.ndarray, valid: np.ndarray,
+                       origin: int, interval: int, buckets: int, kind: int, acc: np.ndarray,
+                       acc_time: np.ndarray, seen: np.ndarray) -> None:
+    """fold_buckets for selectors, keeping the chosen point's time in acc_time. As InfluxDB's
+    reducers: FOLD_FIRST / FOLD_LAST take the earliest / latest time, the larger value on equal
+    times; FOLD_MIN / FOLD_MAX the smallest / largest value, the earlier time on equal values.
+    Min/max: NaN propagates as in fold_buckets."""
+    check = valid.shape[0] > 0
+    grouped = groups.shape[0] > 0
+    for i in range(times.shape[0]):
+        if check and not valid[i]:
+            continue
+        t = times[i]
+        b = (t - origin) // interval
+        if b < 0 or b >= buckets:
+            continue
+        if grouped:
+            b += groups[i] * buckets
+        v = values[i]
+        if seen[b] == 0:
+            take = True
+        elif kind == FOLD_LAST:
+            take = t > acc_time[b] or (t == acc_time[b] and v > acc[b])
+        elif kind == FOLD_FIRST:
+            take = t < acc_time[b] or (t == acc_time[b] and v > acc[b])
+        elif v != v:
+            take = acc[b] == acc[b]  # the first NaN wins and stays
+        elif acc[b] != acc[b]:
+            take = False
+        elif kind == FOLD_MAX:
+            take = v > acc[b] or (v == acc[b] and t < acc_time[b])
+        else:
+            take = v < acc[b] or (v == acc[b] and t < acc_time[b])
+        if take:
+            acc[b] = v
+            acc_time[b] = t
+        seen[b] += 1
+
+
 def dense_bucket_columns(parts: Sequence[ColumnPart], groups: Sequence[np.ndarray],
                          specs: Sequence[tuple[str, str, np.dtype]], origin: int, interval: int,
-                         cells: int, buckets: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per spec (function from BUCKET_AGGREGATES, field, the field's numpy dtype): the aggregate
+                         cells: int, buckets: int, point_times: bool = False,
+                         ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
+    """Per spec (function from DENSE_FOLDS, field, the field's numpy dtype): the aggregate
     of every cell group * buckets + k (bucket [origin + k * interval, + interval)) over all
-    parts (groups[i]: the group of each row of parts[i], empty for one group), and how many
-    values each cell saw. Mean is float; sum, min and max keep the field's dtype; count is the
-    count. Cells without values hold 0 (the caller fills them)."""
-    folded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    parts (groups[i]: the group of each row of parts[i], empty for one group), how many
+    values each cell saw, and for selectors the time of the point each cell chose (first and
+    last always, min and max when `point_times`; None otherwise). Mean is float; sum, min,
+    max, first and last keep the field's dtype; count is the count. Cells without values
+    hold 0 (the caller fills them)."""
+    folded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
     results: list[np.ndarray] = []
     seens: list[np.ndarray] = []
+    chosen: list[np.ndarray | None] = []
     for function, field_name, dtype in specs:
         kind = _FOLD_KIND[function]
         got = folded.get((kind, field_name))
         if got is None:
             acc = np.zeros(cells, dtype=dtype)
             seen = np.zeros(cells, dtype=np.int64)
+            with_times = kind in (FOLD_FIRST, FOLD_LAST) or (point_times and kind != FOLD_SUM)
+            acc_time = np.zeros(cells, dtype=np.int64) if with_times else None
             for part, group in zip(parts, groups, strict=True):
                 column = part.fields.get(field_name)
                 if column is not None:
                     values, valid = column
                     if values.dtype != dtype:
                         values = values.astype(dtype)
-                    fold_buckets(part.time, group, values, valid, origin, interval, buckets, kind, acc, seen)
-            got = folded[(kind, field_name)] = (acc, seen)
-        acc, seen = got
+                    if acc_time is None:
+                        fold_buckets(part.time, group, values, valid, origin, interval, buckets, kind, acc, seen)
+                    else:
+                        fold_bucket_points(part.time, group, values, valid, origin, interval, buckets, kind,
+                                           acc, acc_time, seen)
+            got = folded[(kind, field_name)] = (acc, seen, acc_time)
+        acc, seen, acc_time = got
         if function == "count":
             results.append(seen)
         elif function == "mean":
@@ -286,7 +339,8 @@ def dense_bucket_columns(parts: Sequence[ColumnPart], groups: Sequence[np.ndarra
         else:
             results.append(acc)
         seens.append(seen)
-    return results, seens
+        chosen.append(acc_time)
+    return results, seens, chosen
 
 
 def filled_values(values: np.ndarray, seen: np.ndarray, keep: np.ndarray | None, gap: Any) -> list[Any]:

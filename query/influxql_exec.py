@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from query import influxql_ast as ast
 from query.bucket_aggregates import (
     BUCKET_AGGREGATES,
+    DENSE_FOLDS,
     BucketRuns,
     bucket_aggregates,
     dense_bucket_columns,
@@ -387,9 +388,10 @@ class PreparedQuery:
 @dataclass(slots=True)
 class FastAggregatePlan:
     """A SELECT answered by dense bucket folds straight from storage columns (no tables, no
-    SQL): count/sum/mean/min/max of numeric fields of one measurement, WHERE of a time range
-    and tag equalities only (storage applies them), GROUP BY time (or none: one bucket) and
-    tags, fill(null|none|<n>), no LIMIT/OFFSET/SLIMIT/SOFFSET/tz()."""
+    SQL): count/sum/mean/min/max/first/last of numeric fields of one measurement, WHERE of a
+    time range and tag equalities only (storage applies them), GROUP BY time (or none: one
+    bucket) and tags, fill(null|none|<n>), no LIMIT/OFFSET/SLIMIT/SOFFSET/tz(). A lone selector
+    without GROUP BY time() answers with the time of the point it chose (point_time)."""
 
     database: str
     measurement: str
@@ -404,6 +406,7 @@ class FastAggregatePlan:
     fill: str
     fill_value: Any
     descending: bool
+    point_time: bool = False
 
     @property
     def fields(self) -> list[str]:
@@ -456,7 +459,7 @@ class PlanRecipe:
             return None
         return FastAggregatePlan(base.database, base.measurement, base.specs, base.names, tag_filter,
                                  base.group_tags, lower, max_ns, interval, offset, base.fill,
-                                 base.fill_value, base.descending)
+                                 base.fill_value, base.descending, base.point_time)
 
     def _fill(self, expr: ast.Expr, literals: list[ast.Expr]) -> ast.Expr:
         """`expr` of the template with its slot literals replaced by this text's."""
@@ -684,9 +687,9 @@ class QueryExecutor:
             return None
         if sum(isinstance(d.expr, ast.Call) for d in stmt.dimensions) != (1 if interval else 0):
             return None  # time() twice, or time(0): the generic path reports it
-        if not interval and len(stmt.fields) == 1 and isinstance(stmt.fields[0].expr, ast.Call) \
-                and stmt.fields[0].expr.name in SELECTORS:
-            return None  # a lone selector without GROUP BY time() answers with its point's time
+        # a lone selector without GROUP BY time() answers with its point's time
+        point_time = not interval and len(stmt.fields) == 1 and isinstance(stmt.fields[0].expr, ast.Call) \
+            and stmt.fields[0].expr.name in SELECTORS
         tag_filter: dict[str, set[str]] = {}
         for term in _conjuncts(rest):
             equality = _tag_equalities(term, tag_keys)
@@ -698,7 +701,7 @@ class QueryExecutor:
         columns: list[OutputColumn] = []
         for f in stmt.fields:
             call = f.expr
-            if not (isinstance(call, ast.Call) and call.name in BUCKET_AGGREGATES and len(call.args) == 1):
+            if not (isinstance(call, ast.Call) and call.name in DENSE_FOLDS and len(call.args) == 1):
                 return None
             arg = call.args[0]
             if not isinstance(arg, ast.VarRef) or arg.type not in (None, "field"):
@@ -715,7 +718,7 @@ class QueryExecutor:
         descending = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
         return FastAggregatePlan(database, src.name, specs, _column_names(columns),
                                  tag_filter, group_tags, lower, max_ns, interval, offset,
-                                 stmt.fill, stmt.fill_value, descending)
+                                 stmt.fill, stmt.fill_value, descending, point_time)
 
     def _fast_aggregate(self, plan: FastAggregatePlan) -> list[Series] | None:
         """The plan's result series; None when storage cannot give unmerged columns (or the
@@ -750,7 +753,8 @@ class QueryExecutor:
         cells = buckets * max(1, len(numbers))
         if cells > DENSE_CELLS_MAX:
             return None
-        results, seens = dense_bucket_columns(parts, groups, plan.specs, start, interval, cells, buckets)
+        results, seens, chosen = dense_bucket_columns(parts, groups, plan.specs, start, interval, cells, buckets,
+                                                      point_times=plan.point_time)
         bucket_times = start + np.arange(buckets, dtype=np.int64) * interval
         if not plan.interval:
             bucket_times = np.array([plan.lower if plan.lower is not None else 0], dtype=np.int64)
@@ -763,6 +767,8 @@ class QueryExecutor:
             if not present.any():
                 continue
             times, keep = bucket_times, None
+            if plan.point_time:  # one bucket, and it has a value: the time of the chosen point
+                times = chosen[0][cell]  # type: ignore[index]
             if plan.fill == "none":
                 keep = np.flatnonzero(present)
                 times = times[keep]
@@ -1871,8 +1877,9 @@ def _agg_sql(spec: AggSpec, types: dict[str, FieldType], need_time: bool, aux_sq
         return f'min(struct_pack(v := {f}, t := "time"{extra})) {nn}' if need_time else f"min({f})"
     if name == "max":
         return f'max(struct_pack(v := {f}, t := -"time"{extra})) {nn}' if need_time else f"max({f})"
-    if name == "first":
-        return f'min(struct_pack(t := "time", v := {f}{extra})) {nn}'
+    if name == "first":  # earliest time; equal times: the larger value (false for booleans), as InfluxDB
+        order = "ASC" if ftype == FieldType.BOOLEAN else "DESC"
+        return f'first(struct_pack(t := "time", v := {f}{extra}) ORDER BY "time", {f} {order}) {nn}'
     if name == "last":
         return f'max(struct_pack(t := "time", v := {f}{extra})) {nn}'
     if name == "spread":

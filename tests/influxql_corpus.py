@@ -114,6 +114,11 @@ def build_dataset(seed: int = 7) -> Dataset:
     for i, offset_s in enumerate([0, 450, 1337, 3600, 3601, 5000, 7200, 10799]):
         emit("events", {}, {"code": 100 + (i * 37) % 7, "msg": f"event {i}", "ok": i % 3 != 0},
              T0_NS + offset_s * 1_000_000_000)
+    for step in range(6):  # series sharing timestamps, values repeating: the selectors' tie rules
+        for host, bump in (("h1", 0), ("h2", 1), ("h3", 1)):
+            emit("ties", {"host": host}, {"f": float((step * 7 + bump) % 5), "i": (step * 3 + bump) % 4,
+                                          "s": f"v{(step + bump) % 3}", "b": (step + bump) % 2 == 0},
+                 T0_NS + step * 600 * 1_000_000_000)
     # overwrites: a whole point again (newer values win), a partial point (fields merge), a duplicate
     berlin_s1 = {"location": "berlin", "kind": "indoor", "sensor": "s1"}
     first = sorted(points[("weather", tuple(sorted(berlin_s1.items())))])
@@ -418,6 +423,14 @@ q("gbt-fill-previous-tag", f"SELECT last(pressure) {GT} GROUP BY time(15m), sens
 q("gbt-late-field", f"SELECT mean(pressure) {GT} GROUP BY time(30m)")
 q("gbt-max-selector", f"SELECT max(temp) {GT} GROUP BY time(30m)", epoch="ns")
 q("gbt-first-last", f"SELECT first(temp), last(temp) {GT} GROUP BY time(1h)")
+# selector ties (equal times across series, equal values over time), every field type
+for _fn in ("first", "last"):
+    for _field in ("f", "i", "s", "b"):
+        q(f"ties-{_fn}-{_field}", f"SELECT {_fn}({_field}) FROM ties", epoch="ns")
+q("ties-max-min", "SELECT max(f) FROM ties; SELECT min(i) FROM ties", epoch="ns")
+q("ties-two-selectors", "SELECT first(f), last(s) FROM ties", epoch="ns")
+q("ties-gbt", f"SELECT first(f), last(i), max(f), min(i), first(b) FROM ties WHERE {W} GROUP BY time(30m)")
+q("ties-group-host", "SELECT first(f), last(b) FROM ties GROUP BY host", epoch="ns")
 q("gbt-multi-agg", f"SELECT mean(temp), median(temp), spread(temp), stddev(temp) {GT} GROUP BY time(1h)")
 q("gbt-sum-int", f"SELECT sum(humidity) {GT} GROUP BY time(45m)")
 q("gbt-percentile", f"SELECT percentile(temp, 75) {GT} GROUP BY time(1h)", epoch="ns")

@@ -8,8 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query.bucket_aggregates import (
+    FOLD_FIRST,
+    FOLD_LAST,
+    FOLD_MAX,
+    FOLD_MIN,
     BucketRuns,
     bucket_aggregates,
+    fold_bucket_points,
     plain_rows,
     run_boundaries,
     run_extremes,
@@ -106,3 +111,40 @@ def test_plain_rows_fill_and_gaps() -> None:
     assert plain_rows([None], [0], runs, [0, 10, 20]) == [[0, 1.5], [10, None], [20, None]]
     assert plain_rows([0], [0], BucketRuns([20], [[None]], [[0]]), [0, 10, 20]) == []
     assert plain_rows([-1], [0], runs, [10, 20]) == []  # the only value lies outside `buckets`
+
+
+def _reference_selector(points: list[tuple[int, float]], kind: str) -> tuple[int, float]:
+    """InfluxDB's reducers, point by point: first/last by time (equal times: the larger value),
+    min/max by value (equal values: the earlier time)."""
+    best = points[0]
+    for t, v in points[1:]:
+        bt, bv = best
+        take = {"first": t < bt or (t == bt and v > bv), "last": t > bt or (t == bt and v > bv),
+                "min": v < bv or (v == bv and t < bt), "max": v > bv or (v == bv and t < bt)}[kind]
+        if take:
+            best = (t, v)
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(-3, 3), st.booleans()),
+                min_size=1, max_size=60),
+       st.sampled_from(["first", "last", "min", "max"]))
+def test_fold_bucket_points_follows_influxdb_tie_rules(rows: list[tuple[int, int, int, bool]], kind: str) -> None:
+    """Few distinct times and values, so equal times and equal values are common; 2 groups x 4
+    buckets of 10; invalid rows are skipped."""
+    times = np.array([r[0] for r in rows], dtype=np.int64)
+    groups = np.array([r[1] % 2 for r in rows], dtype=np.int64)
+    values = np.array([float(r[2]) for r in rows])
+    valid = np.array([r[3] for r in rows], dtype=np.bool_)
+    acc, acc_time, seen = np.zeros(8), np.zeros(8, dtype=np.int64), np.zeros(8, dtype=np.int64)
+    kinds = {"first": FOLD_FIRST, "last": FOLD_LAST, "min": FOLD_MIN, "max": FOLD_MAX}
+    fold_bucket_points(times, groups, values, valid, 0, 10, 4, kinds[kind], acc, acc_time, seen)
+    cells: dict[int, list[tuple[int, float]]] = {}
+    for t, g, v, ok in zip(times.tolist(), groups.tolist(), values.tolist(), valid.tolist(), strict=True):
+        if ok and t < 40:  # t = 40 is past the last bucket: not folded
+            cells.setdefault(g * 4 + t // 10, []).append((t, v))
+    for cell in range(8):
+        assert seen[cell] == len(cells.get(cell, []))
+        if cell in cells:
+            assert (int(acc_time[cell]), float(acc[cell])) == _reference_selector(cells[cell], kind), cell

@@ -85,6 +85,19 @@ PLANNED = [
     f"SELECT count(temp), mean(load) FROM m WHERE time >= {_t(100)} AND time < {_t(3000)}",  # one bucket
     "SELECT sum(load), max(temp), min(temp) FROM m WHERE host = 'a' GROUP BY zone",  # no time bounds
     "SELECT count(load) FROM m WHERE time > now() - 1h GROUP BY *",
+    # selectors: a lone one without GROUP BY time() answers with its point's time; the three hosts
+    # share timestamps and values repeat, so InfluxDB's tie rules are exercised
+    f"SELECT max(temp) FROM m WHERE time >= {_t(0)}",
+    f"SELECT min(load) FROM m WHERE time >= {_t(0)} GROUP BY host",
+    "SELECT last(temp) FROM m",
+    f"SELECT first(load) FROM m WHERE host = 'b' AND time >= {_t(0)}",
+    f"SELECT last(temp), first(temp), max(load) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} "
+    "GROUP BY time(10m), host",
+    f"SELECT last(load) FROM m WHERE time >= {_t(0)} AND time < {_t(3600)} GROUP BY time(15m) fill(none) "
+    "ORDER BY time DESC",
+    f"SELECT first(temp), count(temp) FROM m WHERE time >= {_t(100)} AND time < {_t(3000)}",
+    f"SELECT first(temp) FROM m WHERE zone = 'y' AND time >= {_t(0)} GROUP BY time(20m) fill(0)",
+    "SELECT last(temp) FROM m WHERE host = 'nope'",
 ]
 
 NOT_PLANNED = [
@@ -95,8 +108,6 @@ NOT_PLANNED = [
     f"SELECT max(temp) FROM m WHERE temp > 5 AND time >= {_t(0)} GROUP BY time(1m)",  # field condition
     f"SELECT max(temp) FROM m WHERE host =~ /a/ AND time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m) tz('Europe/Berlin')",
-    f"SELECT max(temp) FROM m WHERE time >= {_t(0)}",  # a lone selector: its point's time
-    f"SELECT min(load) FROM m WHERE time >= {_t(0)} GROUP BY host",
     f"SELECT median(temp) FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp) * 2 FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",
     f"SELECT max(temp), host FROM m WHERE time >= {_t(0)} GROUP BY time(1m)",

@@ -178,7 +178,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 def _point_count(url: str) -> int:
     """Rows of the diff database, counted as distinct (series, time) through raw selects."""
-    reply = http_query(url, {"q": "SELECT * FROM weather, power, events", "db": DB, "epoch": "ns"})
+    reply = http_query(url, {"q": "SELECT * FROM weather, power, events, ties", "db": DB, "epoch": "ns"})
     if reply.status != 200 or has_statement_error(reply.body):
         return -1
     return sum(len(s["values"]) for r in reply.body["results"] for s in r.get("series", []))
