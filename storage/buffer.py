@@ -1,5 +1,5 @@
 """In-memory columnar write buffer per (database, measurement) with memory accounting, frozen
-snapshots for flushing, and the sorted, de-duplicated read view over its chunks."""
+snapshots for flushing, the sorted, de-duplicated read view over its chunks and an unsorted numeric one."""
 
 from __future__ import annotations
 
@@ -10,11 +10,43 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
 
 MERGE_CAP_ROWS = 1 << 20  # chunks up to this many rows are merged with their neighbours
 _SERIES_OVERHEAD_BYTES = 96
+_NO_TIME = np.iinfo(np.int64).min
+_ALL_ROWS_VALID = np.empty(0, dtype=np.bool_)
+
+
+@njit(cache=True, nogil=True)
+def note_rows(series_id: np.ndarray, time: np.ndarray, newest: np.ndarray) -> bool:
+    """Raise newest[sid] to each row's time, in arrival order; True when some row is not newer
+    than every earlier row of its series (a repeated (series, time), or an out-of-order row)."""
+    repeated = False
+    for i in range(time.shape[0]):
+        s = series_id[i]
+        if time[i] <= newest[s]:
+            repeated = True
+        else:
+            newest[s] = time[i]
+    return repeated
+
+
+@njit(cache=True, nogil=True)
+def select_rows(time: np.ndarray, series_id: np.ndarray, start: int, end: int, allowed: np.ndarray) -> np.ndarray:
+    """Positions of the rows with start <= time < end whose series is allowed (allowed empty:
+    every series)."""
+    out = np.empty(time.shape[0], dtype=np.int64)
+    n = 0
+    check = allowed.shape[0] > 0
+    for i in range(time.shape[0]):
+        t = time[i]
+        if t >= start and t < end and (not check or allowed[series_id[i]]):
+            out[n] = i
+            n += 1
+    return out[:n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +210,25 @@ class MeasurementBuffer:
         self.active: list[Chunk] = []
         self.frozen: list[FrozenMeasurement] = []
         self.active_since = 0.0  # monotonic time the oldest active row arrived (0: no active rows)
+        self.newest = np.full(0, _NO_TIME, dtype=np.int64)  # per series id: the newest time appended
+        self.in_order = True
+        """Every row appended since the buffer was last empty was newer than the earlier rows of its
+        series: no (series, time) is held twice, so reads that need no order skip the sort."""
+
+    def note(self, sid: np.ndarray, time: np.ndarray) -> None:
+        n = len(self.series.tagsets)
+        if self.newest.shape[0] < n:
+            grown = np.full(max(n, 2 * self.newest.shape[0]), _NO_TIME, dtype=np.int64)
+            grown[: self.newest.shape[0]] = self.newest
+            self.newest = grown
+        if note_rows(sid, time, self.newest):
+            self.in_order = False
+
+    def forget_order_if_empty(self) -> None:
+        """An empty buffer starts a new in-order history."""
+        if not self.active and not self.frozen:
+            self.newest = np.full(0, _NO_TIME, dtype=np.int64)
+            self.in_order = True
 
     def active_bytes(self) -> int:
         return sum(c.nbytes for c in self.active)
@@ -214,6 +265,7 @@ class WriteBuffer:
             time = np.array(batch.time, dtype=np.int64, copy=True)
             fields = dict(batch.fields)
             chunk = Chunk(sid, time, fields, seq, seq, wal_file_no, _chunk_bytes(sid, time, fields))
+            mb.note(sid, time)
             if not mb.active:
                 mb.active_since = _clock.monotonic()
             mb.active.append(chunk)
@@ -233,6 +285,7 @@ class WriteBuffer:
             mb.active = [c for c in mb.active if c.seq_max > seq]
             if not mb.active:
                 mb.active_since = 0.0
+            mb.forget_order_if_empty()
             self.bytes -= sum(c.nbytes for c in gone)
             self.rows -= sum(c.rows for c in gone)
 
@@ -258,6 +311,15 @@ class WriteBuffer:
         with self._lock:
             mb = self._m.get((db, measurement))
             if mb is None:
+                return None
+            chunks = [c for fz in mb.frozen for c in fz.chunks] + list(mb.active)
+            return chunks, mb.series, len(mb.series.tagsets)
+
+    def ordered_snapshot(self, db: str, measurement: str) -> tuple[list[Chunk], SeriesIndex, int] | None:
+        """snapshot() when no (series, time) is buffered twice (MeasurementBuffer.in_order), else None."""
+        with self._lock:
+            mb = self._m.get((db, measurement))
+            if mb is None or not mb.in_order:
                 return None
             chunks = [c for fz in mb.frozen for c in fz.chunks] + list(mb.active)
             return chunks, mb.series, len(mb.series.tagsets)
@@ -385,6 +447,7 @@ class WriteBuffer:
                 mb.active = kept
                 if not kept:
                     mb.active_since = 0.0
+                mb.forget_order_if_empty()
         return removed
 
     def release(self, frozen: FrozenMeasurement) -> None:
@@ -394,6 +457,7 @@ class WriteBuffer:
             if mb is None or not any(f is frozen for f in mb.frozen):
                 return
             mb.frozen = [f for f in mb.frozen if f is not frozen]
+            mb.forget_order_if_empty()
             self.bytes -= frozen.nbytes
             self.rows -= sum(c.rows for c in frozen.chunks)
 
@@ -407,6 +471,57 @@ class WriteBuffer:
     def chunk_count(self) -> int:
         with self._lock:
             return sum(len(mb.active) + sum(len(f.chunks) for f in mb.frozen) for mb in self._m.values())
+
+
+def select_numeric(
+    chunks: list[Chunk],
+    series: SeriesIndex,
+    n_series: int,
+    field_types: dict[str, FieldType],
+    fields: list[str],
+    *,
+    start_ns: int | None,
+    end_ns: int | None,
+    tag_filter: dict[str, set[str]] | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The rows start <= time < end of the series matching tag_filter, in no particular order,
+    as numpy: (times, series ids, per numeric field (values with nulls as 0, validity; empty
+    validity: no nulls)). Only for chunks without a repeated (series, time)
+    (WriteBuffer.ordered_snapshot): nothing is merged."""
+    allowed = series.matching(tag_filter, n_series) if tag_filter else _ALL_ROWS_VALID
+    start = _NO_TIME if start_ns is None else start_ns
+    end = np.iinfo(np.int64).max if end_ns is None else end_ns
+    picks = [(c, select_rows(c.time, c.series_id, start, end, allowed)) for c in chunks]
+    picks = [(c, idx) for c, idx in picks if idx.shape[0]]
+    if not picks:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), {}
+    times = np.concatenate([c.time[idx] for c, idx in picks])
+    sids = np.concatenate([c.series_id[idx] for c, idx in picks])
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in fields:
+        atype = field_types[name].arrow_type
+        values: list[np.ndarray] = []
+        valids: list[np.ndarray] = []
+        any_null = False
+        for c, idx in picks:
+            arr = c.fields.get(name)
+            if arr is None:
+                values.append(np.zeros(idx.shape[0], dtype=atype.to_pandas_dtype()))
+                valids.append(np.zeros(idx.shape[0], dtype=np.bool_))
+                any_null = True
+                continue
+            arr = _fit(arr, atype)
+            if arr.null_count:
+                any_null = True
+                valids.append(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)[idx])
+                values.append(arr.fill_null(0).to_numpy(zero_copy_only=False)[idx])
+            else:
+                valids.append(np.ones(idx.shape[0], dtype=np.bool_))
+                values.append(arr.to_numpy(zero_copy_only=False)[idx])
+        joined = values[0] if len(values) == 1 else np.concatenate(values)
+        columns[name] = (joined, (valids[0] if len(valids) == 1 else np.concatenate(valids)) if any_null
+                         else _ALL_ROWS_VALID)
+    return times, sids, columns
 
 
 def empty_table(field_types: dict[str, FieldType], tag_keys: list[str], columns: list[str] | None = None) -> pa.Table:

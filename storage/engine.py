@@ -27,6 +27,7 @@ from storage.buffer import (
     assemble_runs,
     assemble_series,
     empty_table,
+    select_numeric,
 )
 from storage.catalog import (
     DEFAULT_RP,
@@ -1055,7 +1056,8 @@ class StorageEngine:
         order; with `group_tags`, each row's group (its values of those tags, "" when absent).
         None when two parts could hold the same (series, time): only read()'s merge can then
         say which value wins."""
-        snap = self._buffer.snapshot(db, measurement)  # before the segments, as _read
+        ordered = self._buffer.ordered_snapshot(db, measurement)  # before the segments, as _read
+        snap = ordered if ordered is not None else self._buffer.snapshot(db, measurement)
         parts: list[ColumnPart] = []
         for _info, rows in self._store.read_rows(db, measurement, start_ns=start_ns, end_ns=end_ns,
                                                  fields=fields, tag_filter=tag_filter):
@@ -1067,15 +1069,24 @@ class StorageEngine:
         if snap is not None:
             types, all_tags, _infos = self._schema(db, measurement)  # only buffered rows need it
             chunks, index, n_series = snap
-            table, sid, tagsets = assemble_series(
-                chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
-                columns=[f for f in fields if f in types], tag_filter=tag_filter)
-            if table.num_rows:  # assemble merged the buffer's own duplicates
-                group, keys = _local_groups(sid, lambda s: dict(tagsets[s]), group_tags) if group_tags \
-                    else (_NO_GROUPS, [])
-                parts.append(ColumnPart(time_array(table), {f: numeric_column(table.column(f))
-                                                            for f in fields if f in table.column_names},
-                                        group, keys))
+            wanted = [f for f in fields if f in types]
+            if ordered is not None:  # no (series, time) twice: the rows as they are, unsorted
+                times, sid, columns = select_numeric(chunks, index, n_series, types, wanted, start_ns=start_ns,
+                                                     end_ns=end_ns, tag_filter=tag_filter)
+                if times.shape[0]:
+                    group, keys = _series_groups(sid, index.tagsets, group_tags) if group_tags \
+                        else (_NO_GROUPS, [])
+                    parts.append(ColumnPart(times, columns, group, keys))
+            else:
+                table, sid, tagsets = assemble_series(
+                    chunks, index, n_series, types, all_tags, start_ns=start_ns, end_ns=end_ns,
+                    columns=wanted, tag_filter=tag_filter)
+                if table.num_rows:  # assemble merged the buffer's own duplicates
+                    group, keys = _local_groups(sid, lambda s: dict(tagsets[s]), group_tags) if group_tags \
+                        else (_NO_GROUPS, [])
+                    parts.append(ColumnPart(time_array(table), {f: numeric_column(table.column(f))
+                                                                for f in fields if f in table.column_names},
+                                            group, keys))
         if len(parts) > 1:
             spans = sorted((int(p.time.min()), int(p.time.max())) for p in parts)
             if any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False)):
@@ -1369,6 +1380,19 @@ class ColumnPart:
 
 _ALL_VALID = np.empty(0, dtype=np.bool_)
 _NO_GROUPS = np.empty(0, dtype=np.int64)
+
+
+def _series_groups(sid: np.ndarray, tagsets: Sequence[TagSet],
+                   group_tags: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Group number per row from series ids in any order: one group per distinct combination of
+    the group tags' values ("" where a series lacks one)."""
+    present, inverse = np.unique(sid, return_inverse=True)
+    numbers: dict[tuple[str, ...], int] = {}
+    of_series = np.empty(present.shape[0], dtype=np.int64)
+    for i, s in enumerate(present.tolist()):
+        tags = dict(tagsets[s])
+        of_series[i] = numbers.setdefault(tuple(tags.get(k, "") for k in group_tags), len(numbers))
+    return of_series[inverse.reshape(-1)], list(numbers)
 
 
 def _local_groups(sid: np.ndarray, tags_of: Callable[[int], dict[str, str]],

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.batch import Batch, FieldType, series_key
-from storage.buffer import MERGE_CAP_ROWS, WriteBuffer, assemble
+from storage.buffer import MERGE_CAP_ROWS, WriteBuffer, assemble, select_numeric
 
 SERIES = [(("host", "a"),), (("host", "b"), ("rack", "r1")), (("rack", "r2"),), ()]
 TYPES = {"f": FieldType.FLOAT, "s": FieldType.STRING}
@@ -132,3 +132,65 @@ def test_series_listed_in_series_key_order() -> None:
     buf.append("db", _batch([(2, 1, 1.0, None), (0, 1, 1.0, None), (1, 1, 1.0, None)]), 1, 1)
     listed = buf.series("db", "m")
     assert [series_key("m", t) for t in listed] == sorted(series_key("m", t) for t in SERIES[:3])
+
+
+_ROW = st.tuples(st.integers(0, 3), st.integers(0, 30), st.one_of(st.none(), st.floats(-1e6, 1e6)),
+                 st.one_of(st.none(), st.text(max_size=3)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_ROW, min_size=1, max_size=12), min_size=1, max_size=5),
+       st.one_of(st.none(), st.integers(0, 30)), st.one_of(st.none(), st.integers(0, 31)),
+       st.sampled_from([None, {"host": {"a"}}, {"rack": {"r1", "r2"}}]))
+def test_ordered_snapshot_and_select_numeric_agree_with_the_merged_view(
+        batches: list[list[tuple[int, int, float | None, str | None]]], start: int | None, end: int | None,
+        tag_filter: dict[str, set[str]] | None) -> None:
+    """ordered_snapshot() is given exactly while no (series, time) repeats in arrival order, and
+    then select_numeric() holds the same rows and values as the sorted, merged view."""
+    buf = WriteBuffer()
+    newest: dict[int, int] = {}
+    in_order = True
+    for seq, rows in enumerate(batches):
+        buf.append("db", _batch(rows), seq=seq + 1, wal_file_no=1)
+        for sid, t, _f, _s in rows:
+            in_order = in_order and t > newest.get(sid, -1)
+            newest[sid] = max(t, newest.get(sid, -1))
+    ordered = buf.ordered_snapshot("db", "m")
+    assert (ordered is not None) == in_order
+    if ordered is None:
+        return
+    chunks, index, n = ordered
+    times, sids, columns = select_numeric(chunks, index, n, TYPES, ["f"], start_ns=start, end_ns=end,
+                                          tag_filter=tag_filter)
+    values, valid = columns.get("f", (np.zeros(0), np.zeros(0, dtype=np.bool_)))
+    flags = valid.tolist() if valid.shape[0] else [True] * len(values)
+
+    def tags(sid: int) -> tuple[str | None, str | None]:
+        found = dict(index.tagsets[sid])
+        return found.get("host"), found.get("rack")
+
+    ours = sorted(((repr(tags(int(s))), int(t)), float(v) if ok else None)
+                  for s, t, v, ok in zip(sids.tolist(), times.tolist(), values.tolist(), flags, strict=True))
+    table = assemble(chunks, index, n, TYPES, ["host", "rack"], start_ns=start, end_ns=end, tag_filter=tag_filter)
+    rows = zip(table.column("time").cast(pa.int64()).to_pylist(),
+               *(table.column(c).to_pylist() for c in ("host", "rack", "f")), strict=True)
+    merged = sorted(((repr((h, r)), t), f) for t, h, r, f in rows)
+    assert ours == merged
+
+
+def test_an_emptied_buffer_starts_a_new_in_order_history() -> None:
+    buf = WriteBuffer()
+    buf.append("db", _batch([(0, 10, 1.0, None)]), seq=1, wal_file_no=1)
+    assert buf.ordered_snapshot("db", "m") is not None
+    buf.append("db", _batch([(0, 10, 2.0, None)]), seq=2, wal_file_no=1)  # the same (series, time) again
+    assert buf.ordered_snapshot("db", "m") is None
+    frozen = buf.freeze("db", "m")
+    assert frozen is not None
+    buf.append("db", _batch([(0, 20, 3.0, None)]), seq=3, wal_file_no=1)
+    buf.release(frozen)
+    assert buf.ordered_snapshot("db", "m") is None  # rows remain: the history goes on
+    frozen = buf.freeze("db", "m")
+    assert frozen is not None
+    buf.release(frozen)
+    buf.append("db", _batch([(0, 5, 4.0, None)]), seq=4, wal_file_no=1)  # older than before, but alone
+    assert buf.ordered_snapshot("db", "m") is not None

@@ -122,9 +122,13 @@ NOT_PLANNED = [
 
 
 def _layouts(engine: StorageEngine, layout: str) -> None:
-    """segments: flushed only; split: a segment plus newer buffered rows; overwrite: buffered
-    rows rewriting flushed points (same series and times, other values)."""
+    """buffer: buffered only, each series in time order (the buffer's unsorted column view);
+    buffer-repeat: buffered, then some of the same points again (the sorted, merged view);
+    segments: flushed only; split: a segment plus newer buffered rows; overwrite: buffered rows
+    rewriting flushed points (same series and times, other values)."""
     _write(engine, _points(0, 2400, 10, 0))
+    if layout == "buffer-repeat":
+        _write(engine, _points(1200, 3600, 20, 5))
     if layout in ("segments", "split", "overwrite"):
         engine.flush_all()
     if layout == "split":
@@ -133,9 +137,11 @@ def _layouts(engine: StorageEngine, layout: str) -> None:
         _write(engine, _points(1200, 3600, 20, 5))
 
 
-@pytest.mark.parametrize("layout", ["buffer", "segments", "split", "overwrite"])
+@pytest.mark.parametrize("layout", ["buffer", "buffer-repeat", "segments", "split", "overwrite"])
 def test_planned_statements_match_the_sql_path(engine: StorageEngine, layout: str) -> None:
     _layouts(engine, layout)
+    ordered = engine._buffer.ordered_snapshot(DB, "m") is not None  # which buffer view read_columns takes
+    assert ordered == (layout != "buffer-repeat"), layout
     fast, slow = _executors(engine)
     try:
         for query in PLANNED:
