@@ -81,6 +81,13 @@ def warm_query() -> None:
         bucket_aggregates(table.slice(2), [], specs, 1, 0)
     times = np.array([0, 1, 2], dtype=np.int64)
     repeats_key(times, times)
+    from storage.buffer import note_rows, select_rows  # the write buffer's row kernels
+    sids = np.zeros(3, dtype=np.int32)
+    note_rows(sids, times, np.zeros(1, dtype=np.int64))
+    readonly = np.ones(1, dtype=np.bool_)
+    readonly.flags.writeable = False  # as SeriesIndex.matching hands it out
+    for allowed in (np.empty(0, dtype=np.bool_), readonly):
+        select_rows(times, sids, 0, 3, allowed)
     for dtype in (np.float64, np.int64):  # the fast aggregate path's dense folds
         for kind in (FOLD_SUM, FOLD_MAX):
             for groups in (np.empty(0, dtype=np.int64), np.zeros(3, dtype=np.int64)):
