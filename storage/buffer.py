@@ -491,6 +491,24 @@ class WriteBuffer:
             return sum(len(mb.active) + sum(len(f.chunks) for f in mb.frozen) for mb in self._m.values())
 
 
+def _selections(chunks: list[Chunk], series: SeriesIndex, n_series: int, start_ns: int | None,
+                end_ns: int | None, tag_filter: dict[str, set[str]] | None,
+                ) -> list[tuple[Chunk, np.ndarray | None]]:
+    """The chunks holding rows with start <= time < end of the series matching tag_filter, each
+    with those rows' positions (None: all of its rows)."""
+    if not tag_filter and start_ns is None and end_ns is None:
+        return [(c, None) for c in chunks if c.rows]
+    allowed = series.matching(tag_filter, n_series) if tag_filter else _ALL_ROWS_VALID
+    start = _NO_TIME if start_ns is None else start_ns
+    end = np.iinfo(np.int64).max if end_ns is None else end_ns
+    out: list[tuple[Chunk, np.ndarray | None]] = []
+    for c in chunks:
+        idx = select_rows(c.time, c.series_id, start, end, allowed)
+        if idx.shape[0]:
+            out.append((c, None if idx.shape[0] == c.rows else idx))
+    return out
+
+
 def select_numeric(
     chunks: list[Chunk],
     series: SeriesIndex,
@@ -506,15 +524,11 @@ def select_numeric(
     as numpy: (times, series ids, per numeric field (values with nulls as 0, validity; empty
     validity: no nulls)). Only for chunks without a repeated (series, time)
     (WriteBuffer.ordered_snapshot): nothing is merged."""
-    allowed = series.matching(tag_filter, n_series) if tag_filter else _ALL_ROWS_VALID
-    start = _NO_TIME if start_ns is None else start_ns
-    end = np.iinfo(np.int64).max if end_ns is None else end_ns
-    picks = [(c, select_rows(c.time, c.series_id, start, end, allowed)) for c in chunks]
-    picks = [(c, idx) for c, idx in picks if idx.shape[0]]
+    picks = _selections(chunks, series, n_series, start_ns, end_ns, tag_filter)
     if not picks:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32), {}
-    times = np.concatenate([c.time[idx] for c, idx in picks])
-    sids = np.concatenate([c.series_id[idx] for c, idx in picks])
+    times = np.concatenate([c.time if idx is None else c.time[idx] for c, idx in picks])
+    sids = np.concatenate([c.series_id if idx is None else c.series_id[idx] for c, idx in picks])
     columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in fields:
         atype = field_types[name].arrow_type
@@ -522,20 +536,22 @@ def select_numeric(
         valids: list[np.ndarray] = []
         any_null = False
         for c, idx in picks:
+            rows = slice(None) if idx is None else idx
+            count = c.rows if idx is None else idx.shape[0]
             arr = c.fields.get(name)
             if arr is None:
-                values.append(np.zeros(idx.shape[0], dtype=atype.to_pandas_dtype()))
-                valids.append(np.zeros(idx.shape[0], dtype=np.bool_))
+                values.append(np.zeros(count, dtype=atype.to_pandas_dtype()))
+                valids.append(np.zeros(count, dtype=np.bool_))
                 any_null = True
                 continue
             arr = _fit(arr, atype)
             if arr.null_count:
                 any_null = True
-                valids.append(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)[idx])
-                values.append(arr.fill_null(0).to_numpy(zero_copy_only=False)[idx])
+                valids.append(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)[rows])
+                values.append(arr.fill_null(0).to_numpy(zero_copy_only=False)[rows])
             else:
-                valids.append(np.ones(idx.shape[0], dtype=np.bool_))
-                values.append(arr.to_numpy(zero_copy_only=False)[idx])
+                valids.append(np.ones(count, dtype=np.bool_))
+                values.append(arr.to_numpy(zero_copy_only=False)[rows])
         joined = values[0] if len(values) == 1 else np.concatenate(values)
         columns[name] = (joined, (valids[0] if len(valids) == 1 else np.concatenate(valids)) if any_null
                          else _ALL_ROWS_VALID)
@@ -620,21 +636,10 @@ def _assemble(
 ) -> tuple[pa.Table, np.ndarray | None]:
     tags = [k for k in sorted(tag_keys) if columns is None or k in columns]
     fields = [f for f in sorted(field_types) if columns is None or f in columns]
-    filtered = tag_filter or start_ns is not None or end_ns is not None
-    allowed = series.matching(tag_filter, n_series) if tag_filter else _ALL_ROWS_VALID
-    start = _NO_TIME if start_ns is None else start_ns
-    end = np.iinfo(np.int64).max if end_ns is None else end_ns
     sids: list[np.ndarray] = []
     times: list[np.ndarray] = []
     pieces: dict[str, list[pa.Array]] = {f: [] for f in fields}
-    for c in chunks:
-        idx = None
-        if filtered:
-            idx = select_rows(c.time, c.series_id, start, end, allowed)
-            if idx.shape[0] == 0:
-                continue
-            if idx.shape[0] == c.rows:
-                idx = None
+    for c, idx in _selections(chunks, series, n_series, start_ns, end_ns, tag_filter):
         sids.append(c.series_id if idx is None else c.series_id[idx])
         times.append(c.time if idx is None else c.time[idx])
         rows = c.rows if idx is None else len(idx)
