@@ -72,7 +72,8 @@ def warm_query() -> None:
     from query.results import format_times
     from storage.segment_format import repeats_key
 
-    format_times(np.array([0, 1_500_000_000_000_000_001], dtype=np.int64), None)
+    format_times(np.array([0, 1_500_000_000_000_000_001], dtype=np.int64), None)  # both branches
+    format_times(np.array([0, 1_500_000_000_000_000_000], dtype=np.int64), None)
 
     specs = [(function, "v") for function in ("sum", "max")]
     for values in (pa.array([1.5, None, 2.0]), pa.array([1, None, 2], type=pa.int64())):

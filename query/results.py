@@ -85,12 +85,12 @@ def format_times(ns: np.ndarray, epoch: str | None, tz: str | None = None) -> li
         return np.where(ns < 0, -((-ns) // unit), ns // unit).tolist()  # Go truncates toward 0
     if tz:
         return [rfc3339nano(t, tz) for t in ns.tolist()]
+    if ns.shape[0] == 0:
+        return []
     secs = ns // 1_000_000_000
-    frac = ns - secs * 1_000_000_000
-    out = rfc3339_seconds(secs).view("S20").ravel().astype("U20").tolist()
-    for i in np.flatnonzero(frac).tolist():
-        out[i] = f"{out[i][:-1]}.{int(frac[i]):09d}".rstrip("0") + "Z"
-    return out
+    if bool(np.all(ns == secs * 1_000_000_000)):  # whole seconds: fixed-width rows, one conversion
+        return rfc3339_seconds(secs).view("S20").ravel().astype("U20").tolist()
+    return rfc3339_nano_lines(np.ascontiguousarray(ns, dtype=np.int64)).tobytes().decode("ascii").split("\n")
 
 
 @njit(cache=True, nogil=True)
@@ -102,37 +102,66 @@ def _put_digits(row: np.ndarray, at: int, value: int, width: int) -> None:
 
 
 @njit(cache=True, nogil=True)
+def _put_datetime(row: np.ndarray, at: int, s: int) -> None:
+    """'YYYY-MM-DDTHH:MM:SS' of second `s` since the epoch (UTC, years 0-9999; proleptic
+    Gregorian civil date from the day number) into row[at:at + 19]."""
+    days = s // 86400
+    sod = s - days * 86400
+    z = days + 719468  # days since 0000-03-01
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    _put_digits(row, at, year, 4)
+    row[at + 4] = 45  # '-'
+    _put_digits(row, at + 5, month, 2)
+    row[at + 7] = 45
+    _put_digits(row, at + 8, day, 2)
+    row[at + 10] = 84  # 'T'
+    _put_digits(row, at + 11, sod // 3600, 2)
+    row[at + 13] = 58  # ':'
+    _put_digits(row, at + 14, sod % 3600 // 60, 2)
+    row[at + 16] = 58
+    _put_digits(row, at + 17, sod % 60, 2)
+
+
+@njit(cache=True, nogil=True)
 def rfc3339_seconds(secs: np.ndarray) -> np.ndarray:
-    """uint8 [n, 20]: 'YYYY-MM-DDTHH:MM:SSZ' of each int64 second since the epoch (UTC, years
-    0-9999; proleptic Gregorian civil date from the day number)."""
+    """uint8 [n, 20]: 'YYYY-MM-DDTHH:MM:SSZ' of each int64 second since the epoch (UTC)."""
     out = np.empty((secs.shape[0], 20), dtype=np.uint8)
     for i in range(secs.shape[0]):
-        s = secs[i]
-        days = s // 86400
-        sod = s - days * 86400
-        z = days + 719468  # days since 0000-03-01
-        era = (z if z >= 0 else z - 146096) // 146097
-        doe = z - era * 146097
-        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-        mp = (5 * doy + 2) // 153
-        day = doy - (153 * mp + 2) // 5 + 1
-        month = mp + 3 if mp < 10 else mp - 9
-        year = yoe + era * 400 + (1 if month <= 2 else 0)
         row = out[i]
-        _put_digits(row, 0, year, 4)
-        row[4] = 45  # '-'
-        _put_digits(row, 5, month, 2)
-        row[7] = 45
-        _put_digits(row, 8, day, 2)
-        row[10] = 84  # 'T'
-        _put_digits(row, 11, sod // 3600, 2)
-        row[13] = 58  # ':'
-        _put_digits(row, 14, sod % 3600 // 60, 2)
-        row[16] = 58
-        _put_digits(row, 17, sod % 60, 2)
+        _put_datetime(row, 0, secs[i])
         row[19] = 90  # 'Z'
     return out
+
+
+@njit(cache=True, nogil=True)
+def rfc3339_nano_lines(ns: np.ndarray) -> np.ndarray:
+    """Go's RFC3339Nano of each int64 nanosecond time (UTC; the fraction's trailing zeros
+    trimmed, none for whole seconds), one per line: ASCII bytes joined by newlines."""
+    out = np.empty(ns.shape[0] * 31, dtype=np.uint8)
+    pos = 0
+    for i in range(ns.shape[0]):
+        s = ns[i] // 1_000_000_000
+        frac = ns[i] - s * 1_000_000_000
+        _put_datetime(out, pos, s)
+        pos += 19
+        if frac:
+            out[pos] = 46  # '.'
+            _put_digits(out, pos + 1, frac, 9)
+            width = 9
+            while out[pos + width] == 48:  # trailing '0'
+                width -= 1
+            pos += 1 + width
+        out[pos] = 90  # 'Z'
+        out[pos + 1] = 10  # newline
+        pos += 2
+    return out[: max(pos - 1, 0)]
 
 
 def rfc3339nano(ns: int, tz: str | None = None) -> str:

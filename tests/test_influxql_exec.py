@@ -361,6 +361,9 @@ def test_vectorised_rfc3339_equals_the_scalar_formatter() -> None:
     edges = [0, -1, 1, 951_782_400 * 10**9, 4_107_542_400 * 10**9, -9223372036854775806, 9223372036854775806]
     ns = np.concatenate([ns, np.array(edges, dtype=np.int64)])
     assert format_times(ns, None) == [rfc3339nano(int(t)) for t in ns.tolist()]
+    whole = ns[:2000]  # only whole seconds: the fixed-width branch
+    assert format_times(whole, None) == [rfc3339nano(int(t)) for t in whole.tolist()]
+    assert format_times(np.empty(0, dtype=np.int64), None) == []
 
 
 # ---- statement errors, SHOW and DDL -----------------------------------------------------------------
