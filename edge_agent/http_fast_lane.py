@@ -11,6 +11,7 @@ import http
 import logging
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import cast
@@ -360,30 +361,37 @@ class FastLaneConnection(asyncio.Protocol):
 
 
 class FastLaneSite(web.TCPSite):
-    """A TCPSite whose connections start in the fast lane when the app serves /query."""
+    """A TCPSite whose connections start in the fast lane when the app serves /query. Keeps its
+    own copy of the listening parameters; of aiohttp's site it uses what BaseSite documents
+    (start() registers the site, stop() closes `_server`, which the runner lists addresses of)."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, idle_timeout: float,
-                 ssl_context: object = None, reuse_address: bool | None = None,
+                 ssl_context: ssl.SSLContext | None = None, reuse_address: bool | None = None,
                  shutdown_timeout: float = 60.0) -> None:
-        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=reuse_address)  # type: ignore[arg-type]
+        super().__init__(runner, host, port, ssl_context=ssl_context, reuse_address=reuse_address)
+        self._app = runner.app
+        self._listen = (host, port, ssl_context, reuse_address)
         self._idle_timeout = idle_timeout
         self._stop_timeout = shutdown_timeout
         self.lane: FastLane | None = None
 
     async def start(self) -> None:
-        app = self._runner.app  # type: ignore[attr-defined]
-        endpoint = app.get(QUERY_ENDPOINT_KEY)
+        endpoint = self._app.get(QUERY_ENDPOINT_KEY)
         server = self._runner.server
         if endpoint is None or server is None:
             await super().start()
             return
         await web.BaseSite.start(self)  # registers the site with its runner
-        self.lane = FastLane(endpoint, app[AUTH_KEY], server, self._idle_timeout)
+        self.lane = FastLane(endpoint, self._app[AUTH_KEY], server, self._idle_timeout)
+        host, port, ssl_context, reuse_address = self._listen
         self._server = await asyncio.get_running_loop().create_server(
-            self.lane.connection, self._host, self._port, ssl=self._ssl_context,  # type: ignore[arg-type]
-            backlog=self._backlog, reuse_address=self._reuse_address, reuse_port=self._reuse_port)
-        sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+            self.lane.connection, host, port, ssl=ssl_context, reuse_address=reuse_address)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one before start)."""
+        sockets = self._server.sockets if self._server is not None else ()
+        return sockets[0].getsockname()[1] if sockets else self._listen[1]
 
     async def stop(self) -> None:
         await super().stop()
