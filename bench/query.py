@@ -1,7 +1,7 @@
 """TSBS devops query benchmark: edgets vs InfluxDB 1.6.7 on the same cpu data (100 hosts, 1 day), same run.
 
 Prints the median latency per query type over seeded random instances and the edgets/InfluxDB ratio.
-Usage: python bench/query.py [--instances 10] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
+Usage: python bench/query.py [--instances 20] [--hours 24] [--hosts 100] [--out bench/out] [--types a,b]
                              [--new-connections]
 Requests go over one kept-alive connection per server, as TSBS's query runner does (a Go
 http.Client per worker); --new-connections opens one per request instead. Before each query
@@ -252,7 +252,7 @@ def load_cached(out: Path, w: Workload, connections: int) -> tuple[InfluxDBProce
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--instances", type=int, default=10, help="random instances per query type (median taken)")
+    ap.add_argument("--instances", type=int, default=20, help="random instances per query type (median taken)")
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=123)
