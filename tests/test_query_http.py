@@ -60,6 +60,18 @@ def test_params_pretty_and_multiple_statements(server: ServerProcess) -> None:
     assert results[1]["series"][0]["values"] == [["cpu"]]
 
 
+def test_large_unchunked_series_is_not_marked_partial(server: ServerProcess) -> None:
+    """InfluxDB 1.6.7 leaves "partial": true on a non-chunked series of more than 10,000 rows (it
+    merges internal 10,000-row chunks and keeps the first one's flag); the series is complete,
+    so edgets does not mark it (docs/influxql.md, deviations)."""
+    lines = "\n".join(f"big1,host=h v={i}i {BASE_NS + i * 1_000_000_000}" for i in range(10_050))
+    assert http("POST", f"{server.url}/write?db=edge", lines.encode())[0] == 204
+    status, _, body = query(server, q="SELECT v FROM big1", db="edge", epoch="s")
+    assert status == 200 and b"partial" not in body
+    values = json.loads(body)["results"][0]["series"][0]["values"]
+    assert [v[1] for v in values] == list(range(10_050))
+
+
 def test_chunked_documents(server: ServerProcess) -> None:
     status, _, body = query(server, q="SELECT v FROM cpu", db="edge", chunked="true", chunk_size="4")
     docs = [json.loads(line) for line in body.decode().splitlines()]
