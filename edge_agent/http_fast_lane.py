@@ -1,4 +1,4 @@
-"""The HTTP fast lane: GET /query (and a plain /ping) answered straight from the socket.
+"""The HTTP fast lane: GET|POST /query (and a plain /ping) answered straight from the socket.
 
 Owns the listening site; a connection's first request of any other kind hands it to aiohttp for good.
 """
@@ -15,6 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import cast
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from yarl import URL
@@ -42,6 +43,10 @@ MAX_HEAD_BYTES = 8190
 """Longer heads (or a buffer this long without a complete head) go to aiohttp, which applies its limits."""
 MAX_BUFFERED_BYTES = 1 << 20
 """Pipelined request bytes held while a query runs or the client does not read: reading pauses above."""
+MAX_FORM_BYTES = 256 << 10
+"""Largest POST /query form body the lane takes (larger ones go to aiohttp)."""
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 1000  # aiohttp's client_max_fields
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
@@ -61,11 +66,14 @@ class LaneRequest:
     accept: str
     close: bool = False
     """Connection: close: the connection ends after this answer."""
+    form_length: int = 0
+    """POST: bytes of the url-encoded form body that follows the head."""
 
 
 def parse_lane_request(head: bytes) -> LaneRequest | None:
-    """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`
-    or `GET|HEAD /ping HTTP/1.1` without parameters; well-formed ASCII headers, no body, no
+    """A request head (without its blank line) the fast lane answers: `GET /query?... HTTP/1.1`,
+    `POST /query` with an url-encoded form (Content-Length, at most MAX_FORM_BYTES) or
+    `GET|HEAD /ping HTTP/1.1` without parameters; well-formed ASCII headers, no other body, no
     Expect/Upgrade, Connection keep-alive or close, no repeated header. None for anything else:
     aiohttp serves (or refuses) it."""
     try:
@@ -80,10 +88,11 @@ def parse_lane_request(head: bytes) -> LaneRequest | None:
     path, _, query_string = target.partition("?")
     if "#" in target or not target.isprintable():
         return None
-    if not ((path == "/query" and method == "GET") or (target == "/ping" and method in ("GET", "HEAD"))):
+    if not ((path == "/query" and method in ("GET", "POST")) or (target == "/ping" and method in ("GET", "HEAD"))):
         return None
-    authorization = accept = ""
+    authorization = accept = content_type = ""
     close = False
+    length = 0
     seen: set[str] = set()
     for line in header_lines:
         name, colon, value = line.partition(":")
@@ -99,8 +108,11 @@ def parse_lane_request(head: bytes) -> LaneRequest | None:
         elif key == "accept":
             accept = value
         elif key == "content-length":
-            if value != "0":
+            if not value.isdigit() or len(value) > 9:
                 return None
+            length = int(value)
+        elif key == "content-type":
+            content_type = value
         elif key == "connection":
             option = value.lower()
             if option not in ("keep-alive", "close"):
@@ -108,7 +120,14 @@ def parse_lane_request(head: bytes) -> LaneRequest | None:
             close = option == "close"
         elif key in ("transfer-encoding", "expect", "upgrade"):
             return None
-    return LaneRequest(path, query_string, authorization, accept, close)
+    if method == "POST":
+        mime, _, options = content_type.partition(";")
+        if mime.strip().lower() != FORM_TYPE or options.strip().lower() not in ("", "charset=utf-8") \
+                or length > MAX_FORM_BYTES:
+            return None
+    elif length:
+        return None
+    return LaneRequest(path, query_string, authorization, accept, close, length)
 
 
 class HttpDate:
@@ -288,15 +307,21 @@ class FastLaneConnection(asyncio.Protocol):
             if request is None:
                 self._hand_off()
                 return
+            body_end = end + len(HEAD_END) + request.form_length
+            if len(self._buffer) < body_end:
+                return  # the form body is still on its way
             try:
                 params = dict(URL.build(query_string=request.query_string, encoded=True).query)
+                if request.path == "/query" and not self._lane.allows(request, params):
+                    self._hand_off()  # aiohttp answers the 401 (u/p count from the URL only, as there)
+                    return
+                if request.form_length:  # the form overlays the URL's parameters, as in _params()
+                    form = bytes(self._buffer[end + len(HEAD_END):body_end]).rstrip().decode("utf-8")
+                    params.update(parse_qsl(form, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
             except (ValueError, UnicodeError):
-                self._hand_off()  # aiohttp decides what such a target gets
+                self._hand_off()  # aiohttp decides what such a request gets
                 return
-            if request.path == "/query" and not self._lane.allows(request, params):
-                self._hand_off()  # aiohttp answers the 401
-                return
-            del self._buffer[:end + len(HEAD_END)]
+            del self._buffer[:body_end]
             if request.close:
                 self._close_when_idle = True  # _send closes after this answer; later bytes are ignored
             if request.path == "/ping":  # open, as in InfluxDB
