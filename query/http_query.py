@@ -217,7 +217,9 @@ class QueryAnswer:
 
 
 def error_answer(status: int, text: str) -> QueryAnswer:
-    return QueryAnswer(status, json.dumps({"error": text}).encode(), "application/json; charset=utf-8", text)
+    """InfluxDB's error body: compact JSON ending in a newline (Go's json.Encoder)."""
+    body = json.dumps({"error": text}, separators=(",", ":")).encode() + b"\n"
+    return QueryAnswer(status, body, "application/json; charset=utf-8", text)
 
 
 @dataclass(slots=True)
@@ -281,7 +283,8 @@ class QueryEndpoint:
             body = b"".join(_dump_bytes(doc, False) + b"\n" for doc in chunk_results(results, chunk_size))
             return QueryAnswer(200, body, "application/json")
         pretty = params.get("pretty", "").lower() == "true"
-        return QueryAnswer(200, _dump_bytes({"results": results}, pretty), "application/json")
+        # ends in a newline as InfluxDB's (Go's json.Encoder), so a terminal prompt starts on its own line
+        return QueryAnswer(200, _dump_bytes({"results": results}, pretty) + b"\n", "application/json")
 
     async def answer(self, params: Mapping[str, str], accept: str) -> QueryAnswer:
         started = self.begin(params, accept)
