@@ -17,6 +17,7 @@ from storage.batch import TIME_COLUMN, Batch, FieldType, TagSet, series_key
 MERGE_CAP_ROWS = 1 << 20  # chunks up to this many rows are merged with their neighbours
 _SERIES_OVERHEAD_BYTES = 96
 _NO_TIME = np.iinfo(np.int64).min
+_END_OF_TIME = np.iinfo(np.int64).max
 _ALL_ROWS_VALID = np.empty(0, dtype=np.bool_)
 
 
@@ -326,21 +327,23 @@ class WriteBuffer:
             self.bytes += merged.nbytes - a.nbytes - b.nbytes
 
     def snapshot(self, db: str, measurement: str) -> tuple[list[Chunk], SeriesIndex, int] | None:
+        return self.snapshot_in_order(db, measurement)[0]
+
+    def snapshot_in_order(self, db: str, measurement: str
+                          ) -> tuple[tuple[list[Chunk], SeriesIndex, int] | None, bool]:
+        """snapshot(), and whether no (series, time) is in it twice (MeasurementBuffer.in_order),
+        taken together under the lock."""
         with self._lock:
             mb = self._m.get((db, measurement))
             if mb is None:
-                return None
+                return None, True
             chunks = [c for fz in mb.frozen for c in fz.chunks] + list(mb.active)
-            return chunks, mb.series, len(mb.series.tagsets)
+            return (chunks, mb.series, len(mb.series.tagsets)), mb.in_order
 
     def ordered_snapshot(self, db: str, measurement: str) -> tuple[list[Chunk], SeriesIndex, int] | None:
-        """snapshot() when no (series, time) is buffered twice (MeasurementBuffer.in_order), else None."""
-        with self._lock:
-            mb = self._m.get((db, measurement))
-            if mb is None or not mb.in_order:
-                return None
-            chunks = [c for fz in mb.frozen for c in fz.chunks] + list(mb.active)
-            return chunks, mb.series, len(mb.series.tagsets)
+        """snapshot() when no (series, time) is buffered twice, else None."""
+        snap, in_order = self.snapshot_in_order(db, measurement)
+        return snap if in_order else None
 
     def series(self, db: str, measurement: str) -> list[TagSet]:
         """Tag sets with at least one buffered row (DELETE may have removed all of a series'
@@ -500,7 +503,7 @@ def _selections(chunks: list[Chunk], series: SeriesIndex, n_series: int, start_n
         return [(c, None) for c in chunks if c.rows]
     allowed = series.matching(tag_filter, n_series) if tag_filter else _ALL_ROWS_VALID
     start = _NO_TIME if start_ns is None else start_ns
-    end = np.iinfo(np.int64).max if end_ns is None else end_ns
+    end = _END_OF_TIME if end_ns is None else end_ns
     out: list[tuple[Chunk, np.ndarray | None]] = []
     for c in chunks:
         idx = select_rows(c.time, c.series_id, start, end, allowed)

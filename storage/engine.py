@@ -1056,8 +1056,7 @@ class StorageEngine:
         order; with `group_tags`, each row's group (its values of those tags, "" when absent).
         None when two parts could hold the same (series, time): only read()'s merge can then
         say which value wins."""
-        ordered = self._buffer.ordered_snapshot(db, measurement)  # before the segments, as _read
-        snap = ordered if ordered is not None else self._buffer.snapshot(db, measurement)
+        snap, in_order = self._buffer.snapshot_in_order(db, measurement)  # before the segments, as _read
         parts: list[ColumnPart] = []
         for _info, rows in self._store.read_rows(db, measurement, start_ns=start_ns, end_ns=end_ns,
                                                  fields=fields, tag_filter=tag_filter):
@@ -1070,7 +1069,7 @@ class StorageEngine:
             types, all_tags, _infos = self._schema(db, measurement)  # only buffered rows need it
             chunks, index, n_series = snap
             wanted = [f for f in fields if f in types]
-            if ordered is not None:  # no (series, time) twice: the rows as they are, unsorted
+            if in_order:  # no (series, time) twice: the rows as they are, unsorted
                 times, sid, columns = select_numeric(chunks, index, n_series, types, wanted, start_ns=start_ns,
                                                      end_ns=end_ns, tag_filter=tag_filter)
                 if times.shape[0]:
