@@ -363,6 +363,16 @@ class WriteBuffer:
         with self._lock:
             return sorted(m for d, m in self._m if d == db)
 
+    def measurements_with_rows(self, db: str) -> list[str]:
+        """Measurements of db with at least one buffered row (DELETE may have removed all)."""
+        with self._lock:
+            return sorted(m for (d, m), mb in self._m.items() if d == db and (mb.active or mb.frozen))
+
+    def databases(self) -> list[str]:
+        """Keys (storage/namespaces.py) with buffered measurements."""
+        with self._lock:
+            return sorted({d for d, _m in self._m})
+
     def drop_database(self, db: str) -> None:
         with self._lock:
             for key in [k for k in self._m if k[0] == db]:

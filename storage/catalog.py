@@ -1,6 +1,6 @@
-"""The catalog: databases, retention policies, per-measurement field types and tag keys.
+"""The catalog: databases, retention policies, per-namespace measurement field types and tag keys.
 
-A checkpoint of the WAL's DDL/schema effects up to `applied_seq`, persisted by write-tmp/fsync/rename.
+Each retention policy's rows are a namespace (storage/namespaces.py) with its own schema. A checkpoint of the WAL's DDL/schema effects up to `applied_seq`, persisted by write-tmp/fsync/rename.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import msgpack
 
 from storage.batch import FieldType
 from storage.fsio import pack_blob, unpack_blob, write_atomic
+from storage.namespaces import DEFAULT_RP, data_key, is_policy_key, keys_of_database
 
 CATALOG_MAGIC = b"EDGTSCAT"
 CATALOG_VERSION = 1
-DEFAULT_RP = "autogen"
 HOUR_NS = 3600 * 10**9
 DAY_NS = 24 * HOUR_NS
 
@@ -68,8 +68,13 @@ class MeasurementSchema:
 
 @dataclass
 class DatabaseEntry:
+    """A database (its policies, and the schema of its autogen namespace) or, under a
+    "<db>/<rp>" key, the schema of another policy's namespace (no policies of its own)."""
+
     rps: dict[str, RetentionPolicy] = field(default_factory=dict)
     measurements: dict[str, MeasurementSchema] = field(default_factory=dict)
+    default_name: str = DEFAULT_RP  # the default policy's name, kept when it is dropped (InfluxDB's
+    # "retention policy not found: <it>" for writes and reads that name no policy)
 
     def default_rp(self) -> RetentionPolicy | None:
         for rp in self.rps.values():
@@ -103,22 +108,31 @@ class Catalog:
         if kind == "create_db":
             self.ensure_database(db)
         elif kind == "drop_db":
-            self.databases.pop(db, None)
+            for key in keys_of_database(db, list(self.databases)):
+                del self.databases[key]
         elif kind == "drop_measurement":
-            entry = self.databases.get(db)
-            if entry is not None:
-                entry.measurements.pop(op["measurement"], None)
+            for key in op.get("namespaces", [db]):
+                entry = self.databases.get(key)
+                if entry is not None:
+                    entry.measurements.pop(op["measurement"], None)
         elif kind in ("create_rp", "alter_rp"):
             entry = self.ensure_database(db)
             rp = RetentionPolicy.from_wire(op["rp"])
             if rp.default:
                 for other in entry.rps.values():
                     other.default = False
+                entry.default_name = rp.name
             entry.rps[rp.name] = rp
-        elif kind == "drop_rp":
+        elif kind == "drop_rp":  # the policy, and every row it held (ops with "namespaces")
             entry = self.databases.get(db)
             if entry is not None:
                 entry.rps.pop(op["rp_name"], None)
+            if "namespaces" in op:
+                if op["rp_name"] == DEFAULT_RP:
+                    if entry is not None:
+                        entry.measurements.clear()
+                else:
+                    self.databases.pop(data_key(db, op["rp_name"]), None)
         elif kind == "flushed":
             entry = self.databases.get(db)
             if entry is not None and op["measurement"] in entry.measurements:
@@ -127,18 +141,25 @@ class Catalog:
         else:
             raise ValueError(f"unknown catalog op {kind!r}")
 
-    def ensure_database(self, db: str) -> DatabaseEntry:
-        entry = self.databases.get(db)
+    def ensure_database(self, key: str) -> DatabaseEntry:
+        """The entry of a database (created with the autogen policy) or of a policy namespace."""
+        entry = self.databases.get(key)
         if entry is None:
             entry = DatabaseEntry()
-            entry.rps[DEFAULT_RP] = RetentionPolicy(DEFAULT_RP, 0, 7 * DAY_NS, 1, True)
-            self.databases[db] = entry
+            if not is_policy_key(key):
+                entry.rps[DEFAULT_RP] = RetentionPolicy(DEFAULT_RP, 0, 7 * DAY_NS, 1, True)
+            self.databases[key] = entry
         return entry
 
+    def database_names(self) -> list[str]:
+        """Databases in creation order (policy namespaces left out)."""
+        return [k for k in self.databases if not is_policy_key(k)]
+
     # --- schema --------------------------------------------------------------------------------
-    def assign_types(self, db: str, measurement: str, types: dict[str, FieldType]) -> list[str]:
-        """Assign types to new fields; return the names whose type conflicts (not assigned)."""
-        schema = self.databases[db].measurements.setdefault(measurement, MeasurementSchema())
+    def assign_types(self, key: str, measurement: str, types: dict[str, FieldType]) -> list[str]:
+        """Assign types to new fields of a namespace; return the names whose type conflicts
+        (not assigned)."""
+        schema = self.ensure_database(key).measurements.setdefault(measurement, MeasurementSchema())
         conflicts = []
         for name, ftype in types.items():
             have = schema.fields.get(name)
@@ -148,10 +169,11 @@ class Catalog:
                 conflicts.append(name)
         return conflicts
 
-    def learn(self, db: str, measurement: str, types: dict[str, FieldType], tag_keys: list[str]) -> bool:
-        """Record the schema a logged write carries (replay and the durable mirror). The record
-        is the truth at its point in history, so its types override. Returns True if changed."""
-        entry = self.ensure_database(db)
+    def learn(self, key: str, measurement: str, types: dict[str, FieldType], tag_keys: list[str]) -> bool:
+        """Record the schema a logged write to namespace `key` carries (replay and the durable
+        mirror). The record is the truth at its point in history, so its types override.
+        Returns True if changed."""
+        entry = self.ensure_database(key)
         schema = entry.measurements.get(measurement)
         if schema is None:
             schema = entry.measurements[measurement] = MeasurementSchema()
@@ -175,6 +197,7 @@ class Catalog:
             "databases": {
                 name: {
                     "rps": [rp.to_wire() for rp in entry.rps.values()],
+                    "default_name": entry.default_name,
                     "measurements": {
                         m: {
                             "fields": {f: int(t) for f, t in s.fields.items()},
@@ -200,6 +223,7 @@ class Catalog:
             entry = DatabaseEntry()
             for rp in d["rps"]:
                 entry.rps[rp["name"]] = RetentionPolicy.from_wire(rp)
+            entry.default_name = d.get("default_name", DEFAULT_RP)
             for m, s in d["measurements"].items():
                 entry.measurements[m] = MeasurementSchema(
                     fields={f: FieldType(t) for f, t in s["fields"].items()},

@@ -30,9 +30,9 @@ from storage.buffer import (
     select_numeric,
 )
 from storage.catalog import (
-    DEFAULT_RP,
     Catalog,
     DatabaseEntry,
+    MeasurementSchema,
     RetentionPolicy,
     default_shard_group_duration,
 )
@@ -40,6 +40,14 @@ from storage.compaction import CompactionPolicy, Compactor, merge_tables
 from storage.flusher import FlushPolicy, FlushThread, MaintenanceThread
 from storage.fsio import CorruptFileError, quarantine, tree_bytes
 from storage.last_values import LastValueCache
+from storage.namespaces import (
+    DEFAULT_RP,
+    data_key,
+    invalid_name,
+    is_policy_key,
+    keys_of_database,
+    split_data_key,
+)
 from storage.retention import RetentionEnforcer, RetentionReport
 from storage.segment_format import (
     DROP_SCOPE_DATABASE,
@@ -391,22 +399,26 @@ class StorageEngine:
                 self._pending_intents.pop((op["db"], op["measurement"]), None)
             elif kind == "flush_begin":  # supersedes an earlier unfinished flush of the measurement
                 self._pending_intents[(op["db"], op["measurement"])] = int(op["floor"])
-            elif kind in ("drop_db", "drop_measurement", "delete"):
+            elif kind in ("drop_db", "drop_rp", "drop_measurement", "delete"):
                 self._replay_segment_effect(op)
             return
-        db, _rp, batches = decode_write(rec.payload)
+        db, rp, batches = decode_write(rec.payload)
+        key = data_key(db, rp)
         newer = rec.seq > cat.applied_seq
-        if db not in cat.databases:
+        known = cat.databases.get(db)
+        if key not in cat.databases or known is None or rp not in known.rps:
             if not newer:
-                return  # dropped after this record (the checkpoint knows)
-            cat.ensure_database(db)  # rebuilding a lost catalog
+                return  # its database or policy was dropped after this record (the checkpoint knows)
+            entry = cat.ensure_database(db)  # rebuilding a lost catalog
+            entry.rps.setdefault(rp, RetentionPolicy(rp, shard_group_duration_ns=default_shard_group_duration(0)))
+            cat.ensure_database(key)
         for b in batches:
             if newer:
-                cat.learn(db, b.measurement, b.field_types(), b.tag_keys())
-            schema = cat.databases[db].measurements.get(b.measurement)
+                cat.learn(key, b.measurement, b.field_types(), b.tag_keys())
+            schema = cat.databases[key].measurements.get(b.measurement)
             if schema is None or rec.seq <= schema.flushed_seq:
                 continue
-            self._buffer.append(db, b, rec.seq, rec.file_no, merge=False)
+            self._buffer.append(key, b, rec.seq, rec.file_no, merge=False)
             self._replayed_points += len(b)
 
     # --- writer-thread callbacks ----------------------------------------------------------------
@@ -415,11 +427,11 @@ class StorageEngine:
         largest_active = 0
         for rec in group:
             if rec.rtype == RecordType.WRITE:
-                db, kept, outcome = rec.context
+                key, kept, outcome = rec.context
                 for b in kept:
-                    largest_active = max(largest_active, self._buffer.append(db, b, rec.seq, rec.file_no))
-                    self._last_values.apply(db, b)
-                    if self._durable.learn(db, b.measurement, b.field_types(), b.tag_keys()):
+                    largest_active = max(largest_active, self._buffer.append(key, b, rec.seq, rec.file_no))
+                    self._last_values.apply(key, b)
+                    if self._durable.learn(key, b.measurement, b.field_types(), b.tag_keys()):
                         self._catalog_dirty = True
                 self.points_written += outcome.points_written
                 rec.result = outcome
@@ -451,17 +463,20 @@ class StorageEngine:
 
     def _apply_ddl_to_buffer(self, op: dict[str, Any]) -> int:
         """Buffer effect of a logged DDL op (live and at replay, in WAL order); rows removed."""
-        if op["op"] == "drop_db":
-            self._last_values.invalidate(op["db"])
-            self._buffer.drop_database(op["db"])
-        elif op["op"] == "drop_measurement":
-            self._last_values.invalidate(op["db"], op["measurement"])
-            self._buffer.drop_measurement(op["db"], op["measurement"])
-        elif op["op"] == "delete":
-            self._last_values.invalidate(op["db"], op["measurement"])
-            tags = {k: set(v) for k, v in op["tags"].items()} or None
-            return self._buffer.delete_rows(op["db"], op["measurement"], op["start"], op["end"], tags)
-        return 0
+        kind = op["op"]
+        removed = 0
+        for key in _op_namespaces(op):
+            if kind in ("drop_db", "drop_rp"):
+                self._last_values.invalidate(key)
+                self._buffer.drop_database(key)
+            elif kind == "drop_measurement":
+                self._last_values.invalidate(key, op["measurement"])
+                self._buffer.drop_measurement(key, op["measurement"])
+            elif kind == "delete":
+                self._last_values.invalidate(key, op["measurement"])
+                tags = {k: set(v) for k, v in op["tags"].items()} or None
+                removed += self._buffer.delete_rows(key, op["measurement"], op["start"], op["end"], tags)
+        return removed
 
     def _write_failed(self, exc: BaseException) -> BaseException:
         return StorageError(f"WAL write failed in {self._wal_dir}: {exc}")
@@ -473,10 +488,35 @@ class StorageEngine:
         return self._committer
 
     def _db(self, db: str) -> DatabaseEntry:
-        entry = self._live.databases.get(db)
+        entry = None if is_policy_key(db) else self._live.databases.get(db)
         if entry is None:
             raise DatabaseNotFound(db)
         return entry
+
+    def _namespace(self, key: str) -> dict[str, MeasurementSchema]:
+        """The measurement schemas of namespace `key` ({} for a policy that holds no rows yet);
+        DatabaseNotFound when its database does not exist. Caller holds self._lock."""
+        entry = self._live.databases.get(key)
+        if entry is None:
+            self._db(split_data_key(key)[0])
+            return {}
+        return entry.measurements
+
+    def _namespaces_of(self, db: str) -> list[str]:
+        """Every key holding rows or schema of database db: catalog, buffer and segments."""
+        known = {*self._live.databases, *self._buffer.databases(), *self._store.databases()}
+        return sorted(keys_of_database(db, known))
+
+    def data_keys(self, db: str) -> list[str]:
+        """The data keys of every retention policy of db (DatabaseNotFound if it is missing)."""
+        with self._lock:
+            return [data_key(db, name) for name in self._db(db).rps]
+
+    def data_key(self, db: str, rp: str | None = None) -> str:
+        """The storage key of db's rows under policy rp (its default policy when None): what
+        read(), measurements() etc. take. DatabaseNotFound / RetentionPolicyNotFound."""
+        with self._lock:
+            return data_key(db, self._retention_policy(self._db(db), rp).name)
 
     def submit(self, db: str, batches: list[Batch], rp: str | None = None) -> Future[WriteOutcome]:
         """Validate, log and apply a write. The future completes after the WAL record is written
@@ -488,8 +528,9 @@ class StorageEngine:
                 self._check_capacity(estimate, estimate)
                 entry = self._db(db)
                 policy = self._retention_policy(entry, rp)
+                key = data_key(db, policy.name)
                 epoch = self._live.ddl_epoch
-                kept, dropped, errors = self._validate(db, policy, batches)
+                kept, dropped, errors = self._validate(key, policy, batches)
             outcome = WriteOutcome(sum(len(b) for b in kept), dropped, errors)
             if not kept:
                 self.points_dropped += dropped
@@ -502,7 +543,7 @@ class StorageEngine:
                 if self._live.ddl_epoch != epoch:
                     continue  # a DDL ran meanwhile: validate again
                 self._check_capacity(len(payload), mem)
-                rec = PendingRecord(RecordType.WRITE, payload, flags, len(payload), (db, kept, outcome))
+                rec = PendingRecord(RecordType.WRITE, payload, flags, len(payload), (key, kept, outcome))
                 try:
                     committer.enqueue(rec)
                 except WalClosed as exc:
@@ -521,12 +562,12 @@ class StorageEngine:
             return policy
         policy = entry.default_rp()
         if policy is None:
-            raise RetentionPolicyNotFound("(default)")
+            raise RetentionPolicyNotFound(entry.default_name)
         return policy
 
-    def _validate(self, db: str, policy: RetentionPolicy, batches: list[Batch]) -> tuple[list[Batch], int, list[str]]:
+    def _validate(self, key: str, policy: RetentionPolicy, batches: list[Batch]) -> tuple[list[Batch], int, list[str]]:
         """Drop rows beyond the retention policy and rows carrying a field of the wrong type
-        (InfluxDB partial write); assign types to new fields. Vectorised per column."""
+        (InfluxDB partial write); assign types to new fields of namespace `key`. Vectorised."""
         kept: list[Batch] = []
         dropped = 0
         errors: list[str] = []
@@ -542,8 +583,8 @@ class StorageEngine:
                     if "points beyond retention policy" not in errors:
                         errors.append("points beyond retention policy")
             types = b.field_types()
-            conflicts = self._live.assign_types(db, b.measurement, types)
-            schema = self._live.databases[db].measurements[b.measurement]
+            conflicts = self._live.assign_types(key, b.measurement, types)
+            schema = self._live.databases[key].measurements[b.measurement]
             schema.tag_keys.update(b.tag_keys())
             for name in conflicts:
                 has_value = b.fields[name].is_valid().to_numpy(zero_copy_only=False)
@@ -636,6 +677,9 @@ class StorageEngine:
     def create_database(self, name: str) -> None:
         if not name:
             raise StorageError("database name required")
+        problem = invalid_name(name)
+        if problem is not None:
+            raise StorageError(f"{problem}: database {name!r} (no '/' or '\\', '.' or '..')")
         with self._lock:
             if name in self._live.databases:
                 return
@@ -643,29 +687,28 @@ class StorageEngine:
         fut.result()
 
     def drop_database(self, name: str) -> None:
-        """Buffered rows, segments and schema gone. The drop is logged (fsynced) before any
-        segment is deleted; replay deletes the segments sealed before it again."""
+        """Buffered rows, segments and schema of every policy gone. The drop is logged (fsynced)
+        before any segment is deleted; replay deletes the segments sealed before it again."""
         self._require_open()
         with self._flush_lock, self._segments_lock:
             with self._lock:
-                if name not in self._live.databases and not self._has_rows(name, None):
+                keys = self._namespaces_of(name)
+                if name not in self._live.databases and not any(self._has_rows(k, None) for k in keys):
                     return
-                below = self._segment_floor()
-                drop_below = self._store.next_seq()
-                fut = self._log_ddl({"op": "drop_db", "db": name, "segments_below": below,
-                                     "drop_below": drop_below})
+                op = {"op": "drop_db", "db": name, "namespaces": keys or [name],
+                      "segments_below": self._segment_floor(), "drop_below": self._store.next_seq()}
+                fut = self._log_ddl(op)
             fut.result()
-            self._drop_segments(name, None, below)
-            self._seal_drop_tombstone(name, None, drop_below)
+            self._drop_namespace_segments(op)
 
     def databases(self) -> list[str]:
         """Database names in creation order (as InfluxDB's SHOW DATABASES)."""
         with self._lock:
-            return list(self._live.databases)
+            return self._live.database_names()
 
     def has_database(self, name: str) -> bool:
         with self._lock:
-            return name in self._live.databases
+            return not is_policy_key(name) and name in self._live.databases
 
     def retention_policies(self, db: str) -> list[RetentionPolicy]:
         with self._lock:
@@ -680,6 +723,9 @@ class StorageEngine:
         replication: int = 1,
         default: bool = False,
     ) -> None:
+        problem = invalid_name(name)
+        if problem is not None:
+            raise StorageError(f"{problem}: retention policy {name!r} (no '/' or '\\', '.' or '..')")
         rp = RetentionPolicy(name, duration_ns, shard_group_duration_ns or default_shard_group_duration(duration_ns), replication, default)
         with self._lock:
             existing = self._db(db).rps.get(name)
@@ -715,33 +761,49 @@ class StorageEngine:
         fut.result()
 
     def drop_retention_policy(self, db: str, name: str) -> None:
-        """Idempotent, as InfluxDB 1.x (dropping an unknown policy is not an error)."""
-        with self._lock:
-            if name not in self._db(db).rps:
-                return
-            fut = self._log_ddl({"op": "drop_rp", "db": db, "rp_name": name})
-        fut.result()
-
-    def drop_measurement(self, db: str, measurement: str) -> None:
-        """Buffered rows, segments and schema gone, durably. Unknown measurement: no error."""
+        """The policy and every row it holds (buffer, segments, schema) gone, durably, as
+        InfluxDB 1.x (its shards go). Idempotent: dropping an unknown policy is not an error."""
         self._require_open()
         with self._flush_lock, self._segments_lock:
             with self._lock:
-                entry = self._db(db)
-                if (
-                    measurement not in entry.measurements
-                    and measurement not in self._buffer.measurements(db)
-                    and not self._has_rows(db, measurement)
-                ):
+                if name not in self._db(db).rps:
                     return
-                below = self._segment_floor()
-                drop_below = self._store.next_seq()
-                op = {"op": "drop_measurement", "db": db, "measurement": measurement, "segments_below": below,
-                      "drop_below": drop_below}
+                key = data_key(db, name)
+                held = key in self._namespaces_of(db)  # else it never held a row: no tombstone
+                op = {"op": "drop_rp", "db": db, "rp_name": name, "namespaces": [key] if held else [],
+                      "segments_below": self._segment_floor(), "drop_below": self._store.next_seq()}
                 fut = self._log_ddl(op)
             fut.result()
-            self._drop_segments(db, measurement, below)
-            self._seal_drop_tombstone(db, measurement, drop_below)
+            self._drop_namespace_segments(op)
+
+    def drop_measurement(self, db: str, measurement: str) -> None:
+        """The measurement's buffered rows, segments and schema gone from every retention
+        policy (as InfluxDB 1.x), durably. Unknown measurement: no error."""
+        self._require_open()
+        with self._flush_lock, self._segments_lock:
+            with self._lock:
+                self._db(db)
+                keys = [k for k in self._namespaces_of(db)
+                        if measurement in self._namespace(k)
+                        or measurement in self._buffer.measurements(k)
+                        or self._has_rows(k, measurement)]
+                if not keys:
+                    return
+                op = {"op": "drop_measurement", "db": db, "namespaces": keys, "measurement": measurement,
+                      "segments_below": self._segment_floor(), "drop_below": self._store.next_seq()}
+                fut = self._log_ddl(op)
+            fut.result()
+            self._drop_namespace_segments(op)
+
+    def _drop_namespace_segments(self, op: dict[str, Any]) -> None:
+        """Segment part of a logged drop_db / drop_rp / drop_measurement: delete the segments of
+        each namespace in the op sealed before it, and seal the tombstone that carries the drop
+        to the cloud (both idempotent, for replay)."""
+        measurement = op.get("measurement")
+        for key in _op_namespaces(op):
+            self._drop_segments(key, measurement, int(op["segments_below"]))
+            if "drop_below" in op:
+                self._seal_drop_tombstone(key, measurement, int(op["drop_below"]))
 
     # --- flushing to segments ------------------------------------------------------------------
     def freeze(self, db: str, measurement: str) -> FrozenMeasurement | None:
@@ -911,16 +973,16 @@ class StorageEngine:
             return
         try:
             if op["op"] == "delete":
-                self._delete_from_segments(op)
+                for key in _op_namespaces(op):
+                    self._delete_from_segments(op, key)
             else:
-                self._drop_segments(op["db"], op.get("measurement"), int(op["segments_below"]))
-                if "drop_below" in op:
-                    self._seal_drop_tombstone(op["db"], op.get("measurement"), int(op["drop_below"]))
-            if op["op"] == "drop_db":
-                for key in [k for k in self._pending_intents if k[0] == op["db"]]:
-                    del self._pending_intents[key]
-            elif op["op"] == "drop_measurement":
-                self._pending_intents.pop((op["db"], op["measurement"]), None)
+                self._drop_namespace_segments(op)
+            for key in _op_namespaces(op):
+                if op["op"] in ("drop_db", "drop_rp"):
+                    for intent in [k for k in self._pending_intents if k[0] == key]:
+                        del self._pending_intents[intent]
+                elif op["op"] == "drop_measurement":
+                    self._pending_intents.pop((key, op["measurement"]), None)
         except (OSError, SegmentCorrupt, pa.ArrowException) as exc:
             log.error("replaying %s on segments failed: %s", op["op"], exc)
 
@@ -932,9 +994,10 @@ class StorageEngine:
         end_ns: int | None = None,
         tag_filter: dict[str, set[str]] | None = None,
     ) -> int:
-        """InfluxQL DELETE: remove rows with start <= time < end whose tags match, from the buffer
-        and from every segment (rewritten without them: the new segment `replaces` the old one
-        and keeps its precedence). Logged (fsynced) first; replay repeats it. Returns rows removed."""
+        """InfluxQL DELETE: remove rows with start <= time < end whose tags match, in every
+        retention policy (as InfluxDB 1.x), from the buffer and from every segment (rewritten
+        without them: the new segment `replaces` the old one and keeps its precedence). Logged
+        (fsynced) first; replay repeats it. Returns rows removed."""
         self._require_open()
         with self._flush_lock, self._segments_lock:
             with self._lock:
@@ -942,6 +1005,7 @@ class StorageEngine:
                 op = {
                     "op": "delete",
                     "db": db,
+                    "namespaces": self._namespaces_of(db),
                     "measurement": measurement,
                     "start": start_ns,
                     "end": end_ns,
@@ -951,16 +1015,18 @@ class StorageEngine:
                 fut = self._log_ddl(op)
             removed = int(fut.result())
             try:
-                return removed + self._delete_from_segments(op)
+                return removed + sum(self._delete_from_segments(op, key) for key in _op_namespaces(op))
             finally:  # a cache rebuilt before the segments were rewritten saw the deleted rows
-                self._last_values.invalidate(db, measurement)
+                for key in _op_namespaces(op):
+                    self._last_values.invalidate(key, measurement)
 
-    def _delete_from_segments(self, op: dict[str, Any]) -> int:
-        db, measurement, below = op["db"], op["measurement"], int(op["segments_below"])
+    def _delete_from_segments(self, op: dict[str, Any], key: str) -> int:
+        """Rewrite namespace key's segments sealed before the logged DELETE op without its rows."""
+        measurement, below = op["measurement"], int(op["segments_below"])
         start, end = op["start"], op["end"]
         tags = {k: set(v) for k, v in op["tags"].items()}
         removed = 0
-        for info in self._store.segments(db, measurement):
+        for info in self._store.segments(key, measurement):
             if info.seq >= below:
                 continue
             if (start is not None and info.max_time_ns < start) or (end is not None and info.min_time_ns >= end):
@@ -974,7 +1040,7 @@ class StorageEngine:
             # every row removed: an empty tombstone still `replaces` the old segment, so the
             # deletion reaches the cloud (and open() finishes it after a crash)
             self._store.seal(
-                db, info.measurement, keep, tag_keys=info.tag_keys if keep.num_rows else (),
+                key, info.measurement, keep, tag_keys=info.tag_keys if keep.num_rows else (),
                 replaces=sorted({info.seq, *info.replaces}), precedence=info.precedence,
                 origin=ORIGIN_DELETE, tombstone_range=(info.min_time_ns, info.max_time_ns),
             )
@@ -983,12 +1049,14 @@ class StorageEngine:
             removed += table.num_rows - keep.num_rows
         return removed
 
-    def _retention_duration(self, db: str) -> int:
-        """Segments of db older than this go (0 = forever): the longest of its policies."""
+    def _retention_duration(self, key: str) -> int:
+        """Segments of namespace key older than this go: its policy's duration (0 = forever;
+        also when the policy is unknown: nothing is deleted on a guess)."""
+        db, rp = split_data_key(key)
         with self._lock:
             entry = self._live.databases.get(db)
-            durations = [rp.duration_ns for rp in entry.rps.values()] if entry else []
-        return 0 if not durations or 0 in durations else max(durations)
+            policy = entry.rps.get(rp) if entry is not None else None
+        return policy.duration_ns if policy is not None else 0
 
     def enforce_retention(self) -> RetentionReport:
         """One retention pass: expired segments, then oldest segments beyond the disk budget
@@ -1168,7 +1236,7 @@ class StorageEngine:
     def _schema(self, db: str, measurement: str) -> tuple[dict[str, FieldType], list[str], list[SegmentInfo]]:
         """Field types and sorted tag keys of a measurement (catalog + segments), and its segments."""
         with self._lock:
-            schema = self._db(db).measurements.get(measurement)
+            schema = self._namespace(db).get(measurement)
             types = dict(schema.fields) if schema else {}
             tag_keys = set(schema.tag_keys) if schema else set()
         infos = self._store.segments(db, measurement)
@@ -1238,14 +1306,17 @@ class StorageEngine:
         return merged
 
     def measurements(self, db: str) -> list[str]:
+        """Measurements of namespace db holding rows (as InfluxDB's index: one whose every row
+        was deleted, or whose every point a write rejected, is not listed; its schema stays)."""
         with self._lock:
-            names = set(self._db(db).measurements)
+            self._namespace(db)
+        names = set(self._buffer.measurements_with_rows(db))
         names.update(i.measurement for i in self._store.segments(db) if i.rows)
         return sorted(names)
 
     def field_types(self, db: str, measurement: str) -> dict[str, FieldType]:
         with self._lock:
-            schema = self._db(db).measurements.get(measurement)
+            schema = self._namespace(db).get(measurement)
             types = dict(schema.fields) if schema else {}
         for info in self._store.segments(db, measurement):
             for name, ftype in info.field_types.items():
@@ -1254,7 +1325,7 @@ class StorageEngine:
 
     def tag_keys(self, db: str, measurement: str) -> list[str]:
         with self._lock:
-            schema = self._db(db).measurements.get(measurement)
+            schema = self._namespace(db).get(measurement)
             keys = set(schema.tag_keys) if schema else set()
         for info in self._store.segments(db, measurement):
             keys.update(info.tag_keys)
@@ -1263,7 +1334,7 @@ class StorageEngine:
     def series(self, db: str, measurement: str) -> list[TagSet]:
         """Tag sets of the measurement (buffer + segment dictionaries), in series-key order."""
         with self._lock:
-            self._db(db)
+            self._namespace(db)
         found = set(self._buffer.series(db, measurement))
         for info in self._store.segments(db, measurement):
             found.update(self._segment_series(info))
@@ -1311,6 +1382,13 @@ class StorageEngine:
             "retention_blocked_unsynced": self._retention.blocked_unsynced,
             **self._store.chunk_cache.stats(),
         }
+
+
+def _op_namespaces(op: dict[str, Any]) -> list[str]:
+    """The namespace keys a logged drop/delete op applies to. Ops logged before retention
+    policies had namespaces name only the database (its autogen rows); a drop_rp then left
+    the rows alone."""
+    return list(op.get("namespaces", [] if op["op"] == "drop_rp" else [op["db"]]))
 
 
 def split_by_window(table: pa.Table, window_ns: int) -> list[pa.Table]:
