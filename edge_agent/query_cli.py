@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="The InfluxQL (default) or SQL (--sql) query text.")
     parser.add_argument("--url", default="http://127.0.0.1:8086", help="Server URL (default %(default)s).")
     parser.add_argument("--db", default="edge", help="Database (default %(default)s).")
+    parser.add_argument("--rp", default="", help="Retention policy of sources that name none (default: the database's default).")
     parser.add_argument("--sql", action="store_true", help="The query is SQL (/api/v3/query_sql).")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="Output format.")
     parser.add_argument("--token", default="", help="API token (Authorization: Token ...).")
@@ -72,13 +73,16 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], out: Text
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     base = args.url.rstrip("/")
     if args.sql:
-        body = json.dumps({"db": args.db, "q": args.query, "format": "json"}).encode()
+        request = {"db": args.db, "q": args.query, "format": "json", **({"rp": args.rp} if args.rp else {})}
+        body = json.dumps(request).encode()
         rows = _request(f"{base}/api/v3/query_sql", body, args.token, "application/json") or []
         columns = list(rows[0].keys()) if rows else []
         tables = [("", columns, [[r.get(c) for c in columns] for r in rows])]
         raw: Any = rows
     else:
         params = {"db": args.db, "q": args.query}
+        if args.rp:
+            params["rp"] = args.rp
         if args.epoch:
             params["epoch"] = args.epoch
         raw = _request(f"{base}/query", urllib.parse.urlencode(params).encode(), args.token,

@@ -232,9 +232,10 @@ class PendingQuery:
     epoch: str | None
     params: Mapping[str, str]
     accept: str
+    rp: str | None = None
 
     def run(self) -> list[dict]:
-        return self.executor.execute_prepared(self.prepared, self.db, self.epoch)
+        return self.executor.execute_prepared(self.prepared, self.db, self.epoch, self.rp)
 
 
 class QueryEndpoint:
@@ -258,11 +259,12 @@ class QueryEndpoint:
             except json.JSONDecodeError as exc:
                 return error_answer(400, f"error parsing query parameters: {exc}")
         db = params.get("db") or None
+        rp = params.get("rp") or None
         try:
-            prepared = self.executor.prepare(q, db, bind)
+            prepared = self.executor.prepare(q, db, bind, rp=rp)
         except InfluxQLParseError as exc:
             return error_answer(400, str(exc))
-        pending = PendingQuery(self.executor, prepared, db, params.get("epoch") or None, params, accept)
+        pending = PendingQuery(self.executor, prepared, db, params.get("epoch") or None, params, accept, rp)
         budget = self.inline_max_values
         if prepared.cost is not None and budget > 0 and prepared.cost <= budget:
             # small enough to answer on the event loop: a thread handoff would cost more (~0.5 ms)
@@ -365,10 +367,11 @@ async def handle_v3(request: web.Request, language: str) -> web.Response:
     limits = request.app[LIMITS_KEY]
 
     def execute() -> pa.Table:
+        rp = params.get("rp") or None
         if language == "sql":
             return run_sql(request.app[SQL_SOURCE_KEY], db, q, memory_limit_bytes=limits["max_memory"],
-                           timeout_s=limits["timeout"])
-        return influxql_results_table(request.app[EXECUTOR_KEY].execute(q, db, None, "ns"))
+                           timeout_s=limits["timeout"], rp=rp)
+        return influxql_results_table(request.app[EXECUTOR_KEY].execute(q, db, None, "ns", rp=rp))
 
     try:
         table = await request.app[POOL_KEY].run(execute)

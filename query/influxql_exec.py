@@ -38,7 +38,7 @@ from query.select_into import PointsWriter, result_batches, write_result
 from query.statement_templates import StatementTemplates, TemplateHit
 from query.time_windows import ZoneWindows
 from storage.batch import MAX_TIME_NS, MIN_TIME_NS, FieldType, TagSet, series_key
-from storage.engine import StorageError
+from storage.engine import DatabaseNotFound, StorageError
 
 
 class TableSource(Protocol):
@@ -58,6 +58,14 @@ class TableSource(Protocol):
     def drop_database(self, name: str) -> None: ...
     def drop_measurement(self, db: str, measurement: str) -> None: ...
     def retention_policies(self, db: str) -> list[Any]: ...
+    def data_key(self, db: str, rp: str | None = None) -> str:
+        """Where db's rows under policy rp (None: the default policy) live: the `db` argument
+        of measurements(), read() etc. (storage/namespaces.py). DatabaseNotFound /
+        RetentionPolicyNotFound (StorageError) when either is missing."""
+        ...
+    def data_keys(self, db: str) -> list[str]:
+        """The data keys of every retention policy of db."""
+        ...
 
 
 class QueryError(Exception):
@@ -578,13 +586,14 @@ class QueryExecutor:
     # ---- entry point ----------------------------------------------------------------------
     def execute(
         self, text: str, db: str | None, params: dict[str, Any] | None = None,
-        epoch: str | None = None,
+        epoch: str | None = None, rp: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One InfluxDB result object per statement; parse errors raise InfluxQLParseError."""
-        return self.execute_prepared(self.prepare(text, db, params, estimate=False), db, epoch)
+        """One InfluxDB result object per statement; parse errors raise InfluxQLParseError.
+        `rp`: the retention policy of sources that name none (else the database's default)."""
+        return self.execute_prepared(self.prepare(text, db, params, estimate=False, rp=rp), db, epoch, rp)
 
     def prepare(self, text: str, db: str | None, params: dict[str, Any] | None = None,
-                estimate: bool = True) -> PreparedQuery:
+                estimate: bool = True, rp: str | None = None) -> PreparedQuery:
         """Parse (InfluxQLParseError as execute), plan the fast aggregates and (`estimate`)
         estimate the work: values the storage reads will decode, from footers and buffer sizes
         only; None when unknown (subqueries, DDL, SHOW of series, a source without estimates...).
@@ -592,17 +601,17 @@ class QueryExecutor:
         now = self.now_ns()
         hit = None if params or not self.fast_paths else self._templates.match(text)
         if hit is not None:
-            plan = self._recipe_plan(hit, db, now)
+            plan = self._recipe_plan(hit, db, rp, now)
             if plan is not None:
                 return PreparedQuery(DeferredStatements(hit), self._plan_cost(plan) if estimate else None,
                                      now, [plan])
             statements: Sequence[ast.Statement] = StatementTemplates.rebuild(hit)
         else:
             statements = self._templates.parse(text, params)
-        plans = [self._fast_aggregate_plan(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
+        plans = [self._fast_aggregate_plan(stmt, db, rp, now) if isinstance(stmt, ast.SelectStatement) else None
                  for stmt in statements]
         if hit is not None and len(plans) == 1 and plans[0] is not None:
-            self._remember_recipe(hit, db, plans[0], now)
+            self._remember_recipe(hit, db, rp, plans[0], now)
         cost: int | None = 0 if estimate else None
         for stmt, plan in zip(statements, plans, strict=True):
             if cost is None:
@@ -613,41 +622,48 @@ class QueryExecutor:
                 if plan is not None:
                     one: int | None = self._plan_cost(plan)
                 else:
-                    one = self._select_cost(stmt, db, now) if isinstance(stmt, ast.SelectStatement) else None
+                    one = self._select_cost(stmt, db, rp, now) if isinstance(stmt, ast.SelectStatement) else None
             except (QueryError, StorageError):
                 one = None  # execution reports the error
             cost = None if one is None else cost + one
         return PreparedQuery(statements, cost, now, plans)
 
-    def _recipe_plan(self, hit: TemplateHit, db: str | None, now: int) -> FastAggregatePlan | None:
-        """The plan from the recipe of hit's template, if there is one and its schema still holds."""
-        recipe = self._recipes.get((hit.key, db))
+    def _recipe_plan(self, hit: TemplateHit, db: str | None, rp: str | None, now: int) -> FastAggregatePlan | None:
+        """The plan from the recipe of hit's template, if there is one and its schema (and the
+        namespace its source resolves to: ALTER ... DEFAULT moves it) still holds."""
+        recipe = self._recipes.get((hit.key, db, rp))
         if recipe is None:
             return None
-        database, measurement = recipe.base.database, recipe.base.measurement
-        if not self.source.has_database(database):
+        stmt = hit.template.statements[0]
+        src = stmt.sources[0]  # type: ignore[union-attr]
+        key = self._source_key(src.database or db, src.retention_policy or rp)  # type: ignore[union-attr]
+        measurement = recipe.base.measurement
+        if key is None:
             return None
-        types = self.source.field_types(database, measurement)
-        if any(types.get(name) != ftype for name, ftype in recipe.types.items()) \
-                or self.source.tag_keys(database, measurement) != recipe.tag_keys:
-            self._recipes.pop((hit.key, db), None)  # the schema changed: plan again, in full
+        types = self.source.field_types(key, measurement)
+        tag_keys = self._tag_keys(self._policy_keys(src.database or db), measurement)  # type: ignore[union-attr]
+        if key != recipe.base.database or any(types.get(name) != ftype for name, ftype in recipe.types.items()) \
+                or tag_keys != recipe.tag_keys:
+            self._recipes.pop((hit.key, db, rp), None)  # the schema changed: plan again, in full
             return None
         return recipe.plan(hit.literals, now)
 
-    def _remember_recipe(self, hit: TemplateHit, db: str | None, plan: FastAggregatePlan, now: int) -> None:
+    def _remember_recipe(self, hit: TemplateHit, db: str | None, rp: str | None, plan: FastAggregatePlan,
+                         now: int) -> None:
         """Keep a recipe for hit's template if it reproduces `plan` (the full path's) exactly."""
-        if (hit.key, db) in self._recipes:
+        if (hit.key, db, rp) in self._recipes:
             return  # a recipe that declined these literals: keep it
         stmt = hit.template.statements[0]
         if not isinstance(stmt, ast.SelectStatement):
             return
         types = self.source.field_types(plan.database, plan.measurement)
-        recipe = plan_recipe(stmt, plan, hit.template.slot_nodes, types,
-                             self.source.tag_keys(plan.database, plan.measurement))
+        src = stmt.sources[0]
+        tag_keys = self._tag_keys(self._policy_keys(src.database or db), plan.measurement)  # type: ignore[union-attr,arg-type]
+        recipe = plan_recipe(stmt, plan, hit.template.slot_nodes, types, tag_keys)
         if recipe is not None and recipe.plan(hit.literals, now) == plan:
             if len(self._recipes) >= RECIPES_MAX:
                 self._recipes.clear()
-            self._recipes[(hit.key, db)] = recipe
+            self._recipes[(hit.key, db, rp)] = recipe
 
     def _plan_cost(self, plan: FastAggregatePlan) -> int | None:
         estimate = getattr(self.source, "estimate_rows", None)
@@ -657,7 +673,8 @@ class QueryExecutor:
                         tag_filter=plan.tag_filter or None)
         return int(rows) * (1 + len(plan.fields))
 
-    def _fast_aggregate_plan(self, stmt: ast.SelectStatement, db: str | None, now: int) -> FastAggregatePlan | None:
+    def _fast_aggregate_plan(self, stmt: ast.SelectStatement, db: str | None, rp: str | None,
+                             now: int) -> FastAggregatePlan | None:
         """The FastAggregatePlan of `stmt`, or None when it has another shape (or would fail:
         the generic executor then reports the error)."""
         if (not self.fast_paths or stmt.into is not None or len(stmt.sources) != 1 or stmt.limit
@@ -668,9 +685,10 @@ class QueryExecutor:
         src = stmt.sources[0]
         if not isinstance(src, ast.Measurement) or src.regex is not None or not src.name:
             return None
-        database = src.database or db
-        if not database or not self.source.has_database(database):
+        database = self._source_key(src.database or db, src.retention_policy or rp)
+        if database is None:
             return None
+        sorted_tags = self._tag_keys(self._policy_keys(src.database or db), src.name)  # type: ignore[arg-type]
         try:
             interval, offset = _group_by_time(stmt.dimensions)
             trange, rest = split_condition(stmt.condition, now)
@@ -679,7 +697,6 @@ class QueryExecutor:
         types = self.source.field_types(database, src.name)
         if not types:
             return None
-        sorted_tags = self.source.tag_keys(database, src.name)
         tag_keys = set(sorted_tags)
         try:
             group_tags = _group_tags(stmt.dimensions, sorted_tags)
@@ -787,7 +804,7 @@ class QueryExecutor:
             out.reverse()  # InfluxDB emits the series in descending order too
         return out
 
-    def _select_cost(self, stmt: ast.SelectStatement, db: str | None, now: int) -> int | None:
+    def _select_cost(self, stmt: ast.SelectStatement, db: str | None, rp: str | None, now: int) -> int | None:
         estimate = getattr(self.source, "estimate_rows", None)
         if estimate is None or stmt.into is not None:
             return None
@@ -799,10 +816,10 @@ class QueryExecutor:
         for src in stmt.sources:
             if isinstance(src, ast.SubQuery):
                 return None
-            database = src.database or db
-            if not database or not self.source.has_database(database):
+            database = self._source_key(src.database or db, src.retention_policy or rp)
+            if database is None:
                 return None
-            for name in self._resolve_names(database, [src]):
+            for name in self._resolve_names([database], [src]):
                 types = self.source.field_types(database, name)
                 tag_filter = _tag_filter(rest, set(self.source.tag_keys(database, name)))
                 fields = len(types) if wildcard else len(named & types.keys())
@@ -811,15 +828,17 @@ class QueryExecutor:
         return total
 
     def execute_prepared(self, prepared: PreparedQuery, db: str | None, epoch: str | None = None,
-                         ) -> list[dict[str, Any]]:
+                         rp: str | None = None) -> list[dict[str, Any]]:
         """Run a prepare()d query at its planning time, fast aggregate plans first."""
         return self.execute_statements(prepared.statements, db, epoch, now=prepared.now_ns,
-                                       plans=prepared.plans)
+                                       plans=prepared.plans, rp=rp)
 
     def execute_statements(self, statements: Sequence[ast.Statement], db: str | None,
                            epoch: str | None = None, *, now: int | None = None,
-                           plans: list[FastAggregatePlan | None] | None = None) -> list[dict[str, Any]]:
-        """Run parsed statements (parse_query or prepare): one result object per statement."""
+                           plans: list[FastAggregatePlan | None] | None = None,
+                           rp: str | None = None) -> list[dict[str, Any]]:
+        """Run parsed statements (parse_query or prepare): one result object per statement.
+        `rp`: the retention policy of sources that name none (else the database's default)."""
         if now is None:
             now = self.now_ns()
         results: list[dict[str, Any]] = []
@@ -833,7 +852,7 @@ class QueryExecutor:
                 plan = plans[statement_id] if plans else None
                 series = self._fast_aggregate(plan) if plan is not None else None
                 if series is None:
-                    series = self._run(statements[statement_id], db, now)
+                    series = self._run(statements[statement_id], db, rp, now)
                 results.append(statement_result(statement_id, series, epoch))
                 failed = False
             except (QueryError, StorageError) as exc:
@@ -844,11 +863,11 @@ class QueryExecutor:
                 results.append({"statement_id": statement_id, "error": f"query engine error: {exc}"})
         return results
 
-    def _run(self, stmt: ast.Statement, db: str | None, now: int) -> list[Series]:
+    def _run(self, stmt: ast.Statement, db: str | None, rp: str | None, now: int) -> list[Series]:
         if isinstance(stmt, ast.SelectStatement):
             if stmt.into is not None:
-                return [self._select_into(stmt, db, now)]
-            return self._select(stmt, db, now)
+                return [self._select_into(stmt, db, rp, now)]
+            return self._select(stmt, db, rp, now)
         if isinstance(stmt, ast.ShowDatabasesStatement):
             return [Series("databases", ["name"], [[d] for d in self.source.databases()])]
         if isinstance(stmt, ast.ShowContinuousQueriesStatement):  # one empty series per database
@@ -875,19 +894,22 @@ class QueryExecutor:
             database = stmt.database or db
             if database and not self.source.has_database(database):
                 return []  # InfluxDB 1.6.7: no error, no series
-            return self._show_measurements(stmt, self._require_db(database))
+            return self._show_measurements(stmt, self._policy_keys(self._require_db(database)))
         if isinstance(stmt, ast.DropSeriesStatement):
             return self._drop_series(stmt, self._require_db(db))
+        # as InfluxDB 1.x: SHOW MEASUREMENTS / TAG KEYS / TAG VALUES read the database-wide index
+        # (every policy); SHOW SERIES / FIELD KEYS and the exact cardinalities read one policy
+        # per source (the one it names, else rp, else the default)
         if isinstance(stmt, ast.ShowTagKeysStatement):
-            return self._show_tag_keys(stmt, self._require_db(stmt.database or db))
+            return self._show_tag_keys(stmt, self._policy_keys(self._require_db(stmt.database or db)))
         if isinstance(stmt, ast.ShowTagValuesStatement):
-            return self._show_tag_values(stmt, self._require_db(stmt.database or db))
+            return self._show_tag_values(stmt, self._policy_keys(self._require_db(stmt.database or db)))
         if isinstance(stmt, ast.ShowFieldKeysStatement):
-            return self._show_field_keys(stmt, self._require_db(stmt.database or db))
+            return self._show_field_keys(stmt, self._require_db(stmt.database or db), rp)
         if isinstance(stmt, ast.ShowSeriesStatement):
-            return self._show_series(stmt, self._require_db(stmt.database or db))
+            return self._show_series(stmt, self._require_db(stmt.database or db), rp)
         if isinstance(stmt, ast.ShowCardinalityStatement):
-            return self._show_cardinality(stmt, stmt.database or db)
+            return self._show_cardinality(stmt, stmt.database or db, rp)
         raise QueryError(f"unsupported statement {type(stmt).__name__}")
 
     def _require_db(self, db: str | None) -> str:
@@ -896,6 +918,46 @@ class QueryExecutor:
         if not self.source.has_database(db):
             raise QueryError(f"database not found: {db}")
         return db
+
+    # ---- retention policy namespaces ----------------------------------------------------------
+    def _data_key(self, db: str | None, rp: str | None) -> str:
+        """Where db's rows under rp (None: its default policy) live; QueryError as InfluxDB's
+        ("database not found: x", "retention policy not found: y")."""
+        if not db:
+            raise QueryError("database name required")
+        try:
+            return self.source.data_key(db, rp or None)
+        except DatabaseNotFound as exc:
+            raise QueryError(f"database not found: {db}") from exc
+        except StorageError as exc:
+            raise QueryError(f"retention policy not found: {rp}" if rp else str(exc)) from exc
+
+    def _source_key(self, db: str | None, rp: str | None) -> str | None:
+        """_data_key, or None where it would fail (planning leaves the error to execution)."""
+        try:
+            return self._data_key(db, rp)
+        except QueryError:
+            return None
+
+    def _policy_keys(self, db: str) -> list[str]:
+        """The namespaces of every retention policy of db (the database-wide index spans them)."""
+        return self.source.data_keys(db)
+
+    def _measurements(self, keys: Sequence[str]) -> list[str]:
+        if len(keys) == 1:
+            return self.source.measurements(keys[0])
+        return sorted({m for key in keys for m in self.source.measurements(key)})
+
+    def _tag_keys(self, keys: Sequence[str], name: str) -> list[str]:
+        if len(keys) == 1:
+            return self.source.tag_keys(keys[0], name)
+        return sorted({k for key in keys for k in self.source.tag_keys(key, name)})
+
+    def _series(self, keys: Sequence[str], name: str) -> list[TagSet]:
+        if len(keys) == 1:
+            return self.source.series(keys[0], name)
+        found = {ts for key in keys for ts in self.source.series(key, name)}
+        return sorted(found, key=lambda tags: series_key(name, tags))
 
     # ---- SHOW / DDL --------------------------------------------------------------------------
     def _show_retention_policies(self, db: str | None) -> list[Series]:
@@ -933,13 +995,15 @@ class QueryExecutor:
         return []
 
     def _delete(self, stmt: ast.DeleteStatement, db: str, now: int) -> list[Series]:
+        """DELETE (and DROP SERIES) hit every retention policy of db, as InfluxDB 1.x."""
         delete = getattr(self.source, "delete", None)
         if delete is None:
             raise QueryError("DELETE is not supported by this store")
         trange, rest = split_condition(stmt.condition, now)
-        names = self._resolve_names(db, stmt.sources) if stmt.sources else self.source.measurements(db)
+        keys = self._policy_keys(db)
+        names = self._resolve_names(keys, stmt.sources) if stmt.sources else self._measurements(keys)
         for name in names:
-            tag_filter = _delete_tag_filter(rest, set(self.source.tag_keys(db, name)))
+            tag_filter = _delete_tag_filter(rest, set(self._tag_keys(keys, name)))
             if tag_filter is None:
                 continue  # no series of this measurement can match
             delete(db, name, start_ns=trange.min_ns,
@@ -952,9 +1016,10 @@ class QueryExecutor:
             raise QueryError("DROP SERIES doesn't support time in WHERE clause")
         return self._delete(ast.DeleteStatement(stmt.sources, stmt.condition), db, self.now_ns())
 
-    def _resolve_names(self, db: str, sources: Iterable[ast.Source]) -> list[str]:
+    def _resolve_names(self, keys: Sequence[str], sources: Iterable[ast.Source]) -> list[str]:
+        """The measurements of the namespaces `keys` that the sources name or match."""
         names: list[str] = []
-        existing = self.source.measurements(db)
+        existing = self._measurements(keys)
         for src in sources:
             if isinstance(src, ast.SubQuery):
                 raise QueryError("subqueries are only supported in SELECT")
@@ -965,15 +1030,15 @@ class QueryExecutor:
                 names.append(src.name)
         return sorted(set(names))
 
-    def _filtered_series(self, db: str, name: str, condition: ast.Expr | None, other: bool = True,
+    def _filtered_series(self, keys: Sequence[str], name: str, condition: ast.Expr | None, other: bool = True,
                          absent: str | None = "") -> list[TagSet]:
-        tag_sets = self.source.series(db, name)
+        tag_sets = self._series(keys, name)
         if condition is None:
             return tag_sets
         return [ts for ts in tag_sets if _eval_tag_condition(condition, dict(ts), other, absent)]
 
-    def _show_measurements(self, stmt: ast.ShowMeasurementsStatement, db: str) -> list[Series]:
-        names = self.source.measurements(db)
+    def _show_measurements(self, stmt: ast.ShowMeasurementsStatement, keys: list[str]) -> list[Series]:
+        names = self._measurements(keys)
         if stmt.source is not None:
             if stmt.source.regex is not None:
                 pattern = stmt.source.regex.compiled()
@@ -981,30 +1046,30 @@ class QueryExecutor:
             else:
                 names = [n for n in names if n == stmt.source.name]
         if stmt.condition is not None:
-            names = [n for n in names if self._filtered_series(db, n, stmt.condition)]
+            names = [n for n in names if self._filtered_series(keys, n, stmt.condition)]
         names = _limit(sorted(names), stmt.limit, stmt.offset)
         return [Series("measurements", ["name"], [[n] for n in names])] if names else []
 
-    def _show_tag_keys(self, stmt: ast.ShowTagKeysStatement, db: str) -> list[Series]:
-        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+    def _show_tag_keys(self, stmt: ast.ShowTagKeysStatement, keys: list[str]) -> list[Series]:
+        names = self._resolve_names(keys, stmt.sources) if stmt.sources else self._measurements(keys)
         out: list[Series] = []
         for name in names:
             if stmt.condition is not None:
-                keys = sorted({k for ts in self._filtered_series(db, name, stmt.condition) for k, _ in ts})
+                tags = sorted({k for ts in self._filtered_series(keys, name, stmt.condition) for k, _ in ts})
             else:
-                keys = sorted(self.source.tag_keys(db, name))
-            keys = _limit(keys, stmt.limit, stmt.offset)
-            if keys:
-                out.append(Series(name, ["tagKey"], [[k] for k in keys]))
+                tags = sorted(self._tag_keys(keys, name))
+            tags = _limit(tags, stmt.limit, stmt.offset)
+            if tags:
+                out.append(Series(name, ["tagKey"], [[k] for k in tags]))
         return _limit(out, stmt.slimit, stmt.soffset)
 
-    def _show_tag_values(self, stmt: ast.ShowTagValuesStatement, db: str) -> list[Series]:
-        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+    def _show_tag_values(self, stmt: ast.ShowTagValuesStatement, keys: list[str]) -> list[Series]:
+        names = self._resolve_names(keys, stmt.sources) if stmt.sources else self._measurements(keys)
         out: list[Series] = []
         for name in names:
-            wanted = _keys_with(stmt.op, stmt.key_expr, self.source.tag_keys(db, name))
+            wanted = _keys_with(stmt.op, stmt.key_expr, self._tag_keys(keys, name))
             pairs: set[tuple[str, str]] = set()
-            for ts in self._filtered_series(db, name, stmt.condition):
+            for ts in self._filtered_series(keys, name, stmt.condition):
                 for k, v in ts:
                     if k in wanted:
                         pairs.add((k, v))
@@ -1013,24 +1078,37 @@ class QueryExecutor:
                 out.append(Series(name, ["key", "value"], rows))
         return out
 
-    def _show_field_keys(self, stmt: ast.ShowFieldKeysStatement, db: str) -> list[Series]:
-        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
+    def _policy_sources(self, sources: Sequence[ast.Source], db: str, rp: str | None) -> list[tuple[str, str]]:
+        """(measurement, namespace) of each measurement the sources name or match, in the
+        policy each names (else rp, else the default); no sources: all of that policy's."""
+        if not sources:
+            key = self._data_key(db, rp)
+            return [(name, key) for name in self.source.measurements(key)]
+        found: list[tuple[str, str]] = []
+        for src in sources:
+            key = self._data_key(db, getattr(src, "retention_policy", "") or rp)
+            found.extend((name, key) for name in self._resolve_names([key], [src]))
+        return sorted(set(found))
+
+    def _show_field_keys(self, stmt: ast.ShowFieldKeysStatement, db: str, rp: str | None) -> list[Series]:
         out: list[Series] = []
-        for name in names:
-            types = self.source.field_types(db, name)
+        for name, key in self._policy_sources(stmt.sources, db, rp):
+            types = self.source.field_types(key, name)
             rows = _limit([[f, types[f].influx_name] for f in sorted(types)], stmt.limit, stmt.offset)
             if rows:
                 out.append(Series(name, ["fieldKey", "fieldType"], rows))
         return out
 
-    def _show_cardinality(self, stmt: ast.ShowCardinalityStatement, db: str | None) -> list[Series]:
+    def _show_cardinality(self, stmt: ast.ShowCardinalityStatement, db: str | None, rp: str | None) -> list[Series]:
         """Cardinality as InfluxDB 1.6 answers it: exact counts (the estimates of SHOW SERIES /
-        MEASUREMENT CARDINALITY without FROM, WHERE and GROUP BY are exact counts here too)."""
+        MEASUREMENT CARDINALITY without FROM, WHERE and GROUP BY are exact counts here too, over
+        every policy; the exact forms count one policy per source, as InfluxDB)."""
         what = stmt.what
         if what in ("SERIES", "MEASUREMENT") and not (stmt.exact or stmt.sources or stmt.condition
                                                        or stmt.dimensions or stmt.limit or stmt.offset):
-            names = sorted(self.source.measurements(db)) if db and self.source.has_database(db) else []
-            total = sum(len(self.source.series(db, n)) for n in names) if what == "SERIES" else len(names)
+            keys = self._policy_keys(db) if db and self.source.has_database(db) else []
+            names = self._measurements(keys) if keys else []
+            total = sum(len(self._series(keys, n)) for n in names) if what == "SERIES" else len(names)
             return [Series(None, ["cardinality estimation"], [[total]])]
         if _mentions_time(stmt.condition):
             if what == "TAG VALUES":
@@ -1040,11 +1118,12 @@ class QueryExecutor:
         database = self._require_db(db)
         if any(isinstance(d.expr, ast.Call) for d in stmt.dimensions):
             raise QueryError(f"GROUP BY time() is not supported by edgets in SHOW {what} CARDINALITY")
-        sources: list[tuple[str, str]] = []  # (database, measurement)
+        sources: list[tuple[str, str]] = []  # (namespace, measurement)
         for src in stmt.sources or [ast.Measurement("", regex=ast.RegexLiteral(""))]:
             src_db = src.database or database  # type: ignore[union-attr]
             if self.source.has_database(src_db):
-                sources.extend((src_db, n) for n in self._resolve_names(src_db, [src]))
+                key = self._data_key(src_db, src.retention_policy or rp)  # type: ignore[union-attr]
+                sources.extend((key, n) for n in self._resolve_names([key], [src]))
         sources = sorted(set(sources), key=lambda s: s[1])
         tags = _group_tags(stmt.dimensions, sorted({k for d, n in sources for k in self.source.tag_keys(d, n)}))
         counts: dict[tuple[str | None, tuple[str, ...]], int] = {}
@@ -1052,7 +1131,7 @@ class QueryExecutor:
         absent = None if what == "TAG VALUES" else ""
         for src_db, name in sources:
             groups: dict[tuple[str, ...], list[TagSet]] = {}
-            for ts in self._filtered_series(src_db, name, stmt.condition, other=False, absent=absent):
+            for ts in self._filtered_series([src_db], name, stmt.condition, other=False, absent=absent):
                 values = dict(ts)
                 groups.setdefault(tuple(values.get(t, "") for t in tags), []).append(ts)
             wanted = _keys_with(stmt.key_op, stmt.key_expr, self.source.tag_keys(src_db, name))
@@ -1078,41 +1157,43 @@ class QueryExecutor:
         return [Series(name, ["count"], [[count]], dict(zip(tags, key, strict=True)) if tags else None)
                 for (name, key), count in sorted(counts.items(), key=lambda item: (item[0][0] or "", item[0][1]))]
 
-    def _show_series(self, stmt: ast.ShowSeriesStatement, db: str) -> list[Series]:
-        names = self._resolve_names(db, stmt.sources) if stmt.sources else sorted(self.source.measurements(db))
-        keys: list[str] = []
-        for name in names:
-            keys.extend(series_key(name, ts) for ts in self._filtered_series(db, name, stmt.condition))
-        keys = _limit(sorted(keys), stmt.limit, stmt.offset)
-        return [Series(None, ["key"], [[k] for k in keys])] if keys else []
+    def _show_series(self, stmt: ast.ShowSeriesStatement, db: str, rp: str | None) -> list[Series]:
+        """As InfluxDB 1.6 (in-memory index): each source is read through the shards of its
+        policy (the one it names, else rp, else the default), and every shard answers from
+        the database-wide index: a policy holding rows lists the series of every policy, one
+        holding none lists nothing."""
+        everywhere = self._policy_keys(db)
+        found: list[str] = []
+        for src in stmt.sources or [None]:
+            key = self._data_key(db, getattr(src, "retention_policy", "") or rp)
+            if not self.source.measurements(key):
+                continue
+            names = self._resolve_names(everywhere, [src]) if src is not None else self._measurements(everywhere)
+            for name in names:
+                found.extend(series_key(name, ts) for ts in self._filtered_series(everywhere, name, stmt.condition))
+        found = _limit(sorted(set(found)), stmt.limit, stmt.offset)
+        return [Series(None, ["key"], [[k] for k in found])] if found else []
 
     # ---- SELECT -----------------------------------------------------------------------------
-    def _select_into(self, stmt: ast.SelectStatement, db: str | None, now: int) -> Series:
+    def _select_into(self, stmt: ast.SelectStatement, db: str | None, rp: str | None, now: int) -> Series:
         """Run the SELECT, write its rows as points into the target (InfluxDB 1.x rules: GROUP BY
-        tags stay tags, other columns, tags selected as columns included, become fields)."""
+        tags stay tags, other columns, tags selected as columns included, become fields; a
+        target naming no policy gets rp, else the target database's default)."""
         target = stmt.into
         assert target is not None
         if self.writer is None:
             raise QueryError("SELECT INTO is not supported by this server: its store is read-only")
         database = self._require_db(target.database or db)
-        rp = target.retention_policy or None
-        policies = self.source.retention_policies(database)
-        if rp is not None and rp not in {p.name for p in policies}:
-            raise QueryError(f"retention policy not found: {rp}")
-        default = next((p.name for p in policies if p.default), None)
-        if rp is not None and rp != default:
-            # InfluxDB would keep these points apart from the default policy's data; edgets keeps
-            # one store per database, so they would mix with it (docs/influxql.md, Known gaps)
-            raise QueryError(f"SELECT INTO retention policy {rp!r} is not supported: it is not the default "
-                             f"policy of {database!r} and edgets keeps one store per database")
-        series = self._select(replace(stmt, into=None), db, now)
+        into_rp = target.retention_policy or rp or None
+        self._data_key(database, into_rp)  # "retention policy not found: x" before any work
+        series = self._select(replace(stmt, into=None), db, rp, now)
         batches = result_batches(series, None if target.back_reference else target.name)
         try:
-            return write_result(self.writer, database, rp, batches)
+            return write_result(self.writer, database, into_rp, batches)
         except ValueError as exc:
             raise QueryError(str(exc)) from exc
 
-    def _select(self, stmt: ast.SelectStatement, db: str | None, now: int,
+    def _select(self, stmt: ast.SelectStatement, db: str | None, rp: str | None, now: int,
                 outer: _OuterContext | None = None) -> list[Series]:
         if stmt.into is not None:
             raise QueryError("SELECT INTO is not supported in a subquery")
@@ -1143,15 +1224,14 @@ class QueryExecutor:
                 context = _OuterContext(trange, interval, offset,
                                         [t for t in _dimension_tag_names(stmt.dimensions)],
                                         stmt.slimit, stmt.soffset)
-                datas.append(self._subquery_data(src.statement, db, now, context))
+                datas.append(self._subquery_data(src.statement, db, rp, now, context))
                 continue
-            database = src.database or db
-            if not database:
-                raise QueryError("database name required")
-            if not self.source.has_database(database):
-                raise QueryError(f"database not found: {database}")
-            for name in self._resolve_names(database, [src]):
-                datas.append(self._measurement_data(database, name))
+            # InfluxDB 1.x: measurement names and tag keys from the database-wide index, fields
+            # and rows from the source's policy
+            key = self._data_key(src.database or db, src.retention_policy or rp)
+            everywhere = self._policy_keys(src.database or db)  # type: ignore[arg-type]
+            for name in self._resolve_names(everywhere, [src]):
+                datas.append(self._measurement_data(key, name, self._tag_keys(everywhere, name)))
         # wildcards expand over the union of all sources' fields and tags (as InfluxDB)
         union_types: dict[str, FieldType] = {}
         union_tags: set[str] = set()
@@ -1171,7 +1251,8 @@ class QueryExecutor:
             out.reverse()  # InfluxDB emits series in descending order too
         return out
 
-    def _measurement_data(self, db: str, name: str) -> MeasurementData:
+    def _measurement_data(self, db: str, name: str, tag_keys: list[str]) -> MeasurementData:
+        """The reads of measurement `name` of namespace `db` (a data key)."""
         def reader(start: int | None, end: int | None, columns: list[str],
                    tag_filter: dict[str, set[str]] | None) -> pa.Table:
             return self.source.read(db, name, start_ns=start, end_ns=end, columns=columns,
@@ -1193,13 +1274,12 @@ class QueryExecutor:
                 return self.source.read(db, name, start_ns=start, end_ns=end, columns=columns,  # type: ignore[call-arg]
                                         tag_filter=tag_filter or None, field_filter=conditions)
 
-        return MeasurementData(name, self.source.field_types(db, name),
-                               sorted(self.source.tag_keys(db, name)), reader, tail_reader, True,
-                               filtered_reader)
+        return MeasurementData(name, self.source.field_types(db, name), sorted(tag_keys), reader, tail_reader,
+                               True, filtered_reader)
 
-    def _subquery_data(self, inner: ast.SelectStatement, db: str | None, now: int,
+    def _subquery_data(self, inner: ast.SelectStatement, db: str | None, rp: str | None, now: int,
                        outer: _OuterContext) -> MeasurementData:
-        series = self._select(inner, db, now, outer)
+        series = self._select(inner, db, rp, now, outer)
         tag_keys = sorted({k for s in series for k in (s.tags or {})})
         columns: dict[str, list[Any]] = {"time": []}
         value_columns: list[str] = []

@@ -16,6 +16,7 @@ ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 class MeasurementSource(Protocol):
     def has_database(self, name: str) -> bool: ...
+    def data_key(self, db: str, rp: str | None = None) -> str: ...
     def measurements(self, db: str) -> list[str]: ...
     def read(self, db: str, measurement: str) -> pa.Table: ...
 
@@ -55,21 +56,26 @@ def check_read_only(sql: str) -> None:
 
 
 def run_sql(source: MeasurementSource, db: str, sql: str, *, memory_limit_bytes: int = 1024**3,
-            timeout_s: float = 30.0) -> pa.Table:
-    """Execute one read-only SELECT over db's measurements; SqlError for anything refused."""
+            timeout_s: float = 30.0, rp: str | None = None) -> pa.Table:
+    """Execute one read-only SELECT over the measurements of db's retention policy rp (None:
+    its default policy); SqlError for anything refused."""
     check_read_only(sql)
     if not source.has_database(db):
         raise SqlError(f"database not found: {db}", 404)
+    try:
+        key = source.data_key(db, rp)
+    except Exception as exc:  # noqa: BLE001 - the store's RetentionPolicyNotFound
+        raise SqlError(f"retention policy not found: {rp}", 404) from exc
     con = sandboxed_connection(memory_limit_bytes)
     try:
         try:
             referenced = con.get_table_names(sql)
         except duckdb.Error as exc:
             raise SqlError(f"error parsing SQL: {exc}") from exc
-        known = set(source.measurements(db))
+        known = set(source.measurements(key))
         for name in referenced:
             if name in known:
-                con.register(name, source.read(db, name))
+                con.register(name, source.read(key, name))
         timer = threading.Timer(timeout_s, con.interrupt)
         timer.start()
         try:

@@ -17,7 +17,7 @@ import pytest
 from query.influxql_exec import QueryError, QueryExecutor, parse_time_string
 from query.results import chunk_result, format_times, go_float, results_to_csv, rfc3339nano
 from storage.batch import Batch, FieldType, TagSet
-from storage.engine import StorageConfig, StorageEngine
+from storage.engine import DatabaseNotFound, RetentionPolicyNotFound, StorageConfig, StorageEngine
 
 S = 1_000_000_000
 NOW = 1000 * S
@@ -95,6 +95,16 @@ class MemorySource:
 
     def retention_policies(self, db: str) -> list[RetentionPolicy]:
         return [RetentionPolicy("autogen", 0, 168 * 3600 * S, 1, True)]
+
+    def data_keys(self, db: str) -> list[str]:
+        return [db]
+
+    def data_key(self, db: str, rp: str | None = None) -> str:
+        if db not in self.dbs:
+            raise DatabaseNotFound(db)
+        if rp not in (None, "autogen"):
+            raise RetentionPolicyNotFound(rp)
+        return db
 
 
 HOSTS = [(("host", "a"), ("region", "eu")), (("host", "b"), ("region", "eu")), (("host", "c"), ("region", "us"))]
@@ -685,9 +695,9 @@ def test_select_into_writes_points_through_the_writer() -> None:
     assert written[-1][1][0].measurement == "cpu"
 
 
-def test_select_into_another_retention_policy_is_refused(tmp_path: Path) -> None:
-    """One store per database: points INTO a non-default policy would mix with the default
-    policy's data (InfluxDB keeps them apart), so edgets refuses instead of writing."""
+def test_select_into_another_retention_policy_keeps_its_points_apart(tmp_path: Path) -> None:
+    """INTO db.forever.m writes into the forever policy's own namespace: readable as
+    forever.m, absent from the default policy; an unknown target policy is a statement error."""
     engine = StorageEngine(StorageConfig(tmp_path, fsync="never", background=False))
     engine.open()
     try:
@@ -697,10 +707,13 @@ def test_select_into_another_retention_policy_is_refused(tmp_path: Path) -> None
         engine.write("db", [Batch("cpu", HOSTS[:1], np.zeros(1, np.int32), np.array([NOW]),
                                   {"usage": pa.array([1.5])})])
         result = run(ex, "SELECT mean(usage) INTO db.forever.cpu_1h FROM cpu GROUP BY time(1h)")
-        assert result["error"] == ("SELECT INTO retention policy 'forever' is not supported: it is not the "
-                                   "default policy of 'db' and edgets keeps one store per database")
-        written = run(ex, "SELECT mean(usage) INTO db.autogen.cpu_all FROM cpu")
-        assert written["series"][0]["values"] == [[0, 1]]
-        assert engine.measurements("db") == ["cpu", "cpu_all"]
+        assert result["series"][0]["values"] == [[0, 1]]
+        assert engine.measurements("db") == ["cpu"]
+        assert engine.measurements(engine.data_key("db", "forever")) == ["cpu_1h"]
+        moved = run(ex, "SELECT mean FROM forever.cpu_1h")
+        assert moved["series"][0]["values"][0][1] == 1.5
+        assert "series" not in run(ex, "SELECT mean FROM cpu_1h")
+        nope = run(ex, "SELECT mean(usage) INTO db.nope.cpu_x FROM cpu")
+        assert nope["error"] == "retention policy not found: nope"
     finally:
         engine.close()

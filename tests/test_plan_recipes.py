@@ -77,7 +77,7 @@ def _swap(text: str, rng: random.Random) -> str:
 
 def _full_plans(ex: QueryExecutor, text: str, db: str) -> object:
     try:
-        return [ex._fast_aggregate_plan(s, db, NOW) if s.__class__.__name__ == "SelectStatement" else None
+        return [ex._fast_aggregate_plan(s, db, None, NOW) if s.__class__.__name__ == "SelectStatement" else None
                 for s in parse_query(text)]
     except InfluxQLParseError as exc:
         return str(exc)
@@ -115,3 +115,37 @@ def test_recipe_is_dropped_when_the_schema_changes(executor: QueryExecutor) -> N
     prepared = executor.prepare(text.replace("'berlin'", "'paris'"), corpus.DB)
     assert not isinstance(prepared.statements, DeferredStatements)
     assert prepared.plans[0] is not None and "floor" in prepared.plans[0].group_tags
+
+
+def test_recipe_follows_a_new_default_policy_and_the_rp_parameter(tmp_path: Path) -> None:
+    """A recipe remembers which policy namespace its source resolved to: after ALTER ... DEFAULT
+    the same template reads the new default policy's rows, and rp= gets recipes of its own."""
+    engine = StorageEngine(StorageConfig(tmp_path, fsync="never", background=False))
+    engine.open()
+    try:
+        engine.create_database("db")
+        engine.create_retention_policy("db", "other", duration_ns=0)
+        engine.write("db", list(parse_lines(f"m v=1 {NOW - 60 * 10**9}\n".encode()).batches.values()))
+        engine.write("db", list(parse_lines(f"m v=5 {NOW - 60 * 10**9}\n".encode()).batches.values()), rp="other")
+        ex = QueryExecutor(engine, now_ns=lambda: NOW)
+
+        recipes_used = []
+
+        def total(lower: str, rp: str | None = None) -> float:
+            text = f"SELECT sum(v) FROM m WHERE time >= '{lower}' GROUP BY time(1h)"
+            prepared = ex.prepare(text, "db", rp=rp)
+            recipes_used.append(isinstance(prepared.statements, DeferredStatements))
+            values = ex.execute_prepared(prepared, "db", rp=rp)[0]["series"][0]["values"]
+            return sum(v[1] or 0 for v in values)
+
+        # a shape's first text is parsed, its second planned in full (and a recipe kept per
+        # (shape, db, rp)), later ones come from the recipe
+        assert [total(f"2018-01-01T0{h}:00:00Z") for h in (0, 1, 2)] == [1, 1, 1]
+        assert [total(f"2018-01-01T0{h}:00:00Z", "other") for h in (0, 1)] == [5, 5]
+        assert recipes_used == [False, False, True, False, True]
+        engine.alter_retention_policy("db", "other", default=True)
+        assert [total("2018-01-01T02:00:00Z"), total("2018-01-01T01:30:00Z")] == [5, 5]
+        assert recipes_used[-2:] == [False, True]  # the stale recipe was dropped, a new one made
+        assert total("2018-01-01T02:00:00Z", "autogen") == 1
+    finally:
+        engine.close()

@@ -139,3 +139,33 @@ def test_query_cli(server: ServerProcess, tmp_path: Path) -> None:
     assert json.loads(out.stdout)["results"][0]["series"][0]["values"] == [["edge"]]
     out = run_cli("--url", server.url, "SELECT FROM")
     assert out.returncode != 0 and "error parsing query" in out.stderr
+
+
+def test_retention_policy_parameter_everywhere(server: ServerProcess) -> None:
+    """rp= on /write, /query, /api/v3/query_sql and query_influxql, and `edgets query --rp`
+    read and write the policy's own rows; autogen's are not mixed in."""
+    status, _, body = query(server, "POST", q="CREATE RETENTION POLICY keep ON edge DURATION INF REPLICATION 1")
+    assert status == 200 and "error" not in json.loads(body)["results"][0]
+    lines = "\n".join(f"rpm,host=k v={i}i {BASE_NS + i * 10**9}" for i in range(3)).encode()
+    assert http("POST", f"{server.url}/write?db=edge&rp=keep", lines)[0] == 204
+    status, _, body = query(server, q="SELECT count(v) FROM rpm", db="edge", rp="keep")
+    assert json.loads(body)["results"][0]["series"][0]["values"][0][1] == 3
+    status, _, body = query(server, q="SELECT count(v) FROM rpm", db="edge")
+    assert json.loads(body)["results"][0] == {"statement_id": 0}  # autogen holds no rpm
+    status, _, body = query(server, q="SELECT count(v) FROM rpm", db="edge", rp="nope")
+    assert json.loads(body)["results"][0]["error"] == "retention policy not found: nope"
+    for language in ("sql", "influxql"):
+        q = "SELECT count(*) AS n FROM rpm" if language == "sql" else "SELECT count(v) FROM rpm"
+        request = {"db": "edge", "q": q, "format": "json", "rp": "keep"}
+        status, _, out = http("POST", f"{server.url}/api/v3/query_{language}", json.dumps(request).encode(),
+                              {"Content-Type": "application/json"})
+        assert status == 200 and 3 in json.loads(out)[0].values(), out
+    status, _, out = http("POST", f"{server.url}/api/v3/query_sql",
+                          json.dumps({"db": "edge", "q": "SELECT 1", "rp": "nope"}).encode(),
+                          {"Content-Type": "application/json"})
+    assert status == 404 and json.loads(out)["error"] == "retention policy not found: nope"
+    out = run_cli("--url", server.url, "--db", "edge", "--rp", "keep", "--format", "csv", "SELECT sum(v) FROM rpm")
+    assert out.returncode == 0 and out.stdout.splitlines()[1].endswith(",3"), out.stdout + out.stderr
+    out = run_cli("--url", server.url, "--db", "edge", "--rp", "keep", "--sql", "--format", "csv",
+                  "SELECT count(*) AS n FROM rpm")
+    assert out.returncode == 0 and out.stdout.splitlines() == ["series,n", ",3"], out.stdout + out.stderr
