@@ -17,6 +17,8 @@ from query.influxql_exec import QueryError
 from storage.batch import TIME_COLUMN, FieldType, TagSet
 from storage.catalog import RetentionPolicy
 from storage.compaction import merge_tables
+from storage.engine import DatabaseNotFound, RetentionPolicyNotFound
+from storage.namespaces import DEFAULT_RP, data_key, is_policy_key, keys_of_database, split_data_key
 from storage.segment_format import (
     DROP_SCOPE_MEASUREMENT,
     SegmentCorrupt,
@@ -215,10 +217,27 @@ class CloudTableSource:
     # ------------------------------------------------------------ TableSource
     def databases(self) -> list[str]:
         """Databases with visible rows (every segment dropped or deleted: not listed)."""
-        return sorted({s.committed.database for s in self.segments() if s.committed.rows})
+        return sorted({split_data_key(key)[0] for key in self._keys_with_rows()})
+
+    def _keys_with_rows(self) -> set[str]:
+        """The namespaces (storage/namespaces.py) holding visible rows."""
+        return {s.committed.database for s in self.segments() if s.committed.rows}
 
     def has_database(self, name: str) -> bool:
-        return any(s.committed.rows for s in self.segments(name))
+        return not is_policy_key(name) and bool(keys_of_database(name, self._keys_with_rows()))
+
+    def data_keys(self, db: str) -> list[str]:
+        return [data_key(db, p.name) for p in self.retention_policies(db)]
+
+    def data_key(self, db: str, rp: str | None = None) -> str:
+        """The namespace of db's rows under policy rp; the cloud knows no edge's default policy,
+        so it is autogen (name another with `rp=` or FROM rp.measurement)."""
+        policies = {p.name for p in self.retention_policies(db)}
+        if not policies:
+            raise DatabaseNotFound(db)
+        if (rp or DEFAULT_RP) not in policies:
+            raise RetentionPolicyNotFound(rp or DEFAULT_RP)
+        return data_key(db, rp or DEFAULT_RP)
 
     def measurements(self, db: str) -> list[str]:
         return sorted({s.committed.measurement for s in self.segments(db) if s.committed.rows})
@@ -245,7 +264,12 @@ class CloudTableSource:
         return sorted(out)
 
     def retention_policies(self, db: str) -> list[RetentionPolicy]:
-        return [RetentionPolicy("autogen", default=True)]
+        """autogen (the default) and every policy the edges shipped rows of; [] for an unknown db."""
+        keys = keys_of_database(db, self._keys_with_rows())
+        if not keys:
+            return []
+        names = sorted({split_data_key(k)[1] for k in keys} - {DEFAULT_RP})
+        return [RetentionPolicy(DEFAULT_RP, default=True), *(RetentionPolicy(n) for n in names)]
 
     def read(self, db: str, measurement: str, *, start_ns: int | None = None,
              end_ns: int | None = None, columns: list[str] | None = None,

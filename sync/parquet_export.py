@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from storage.batch import TIME_COLUMN
 from storage.compaction import merge_tables
 from storage.fsio import fsync_dir
+from storage.namespaces import split_data_key
 from storage.segment_format import ORIGIN_COMPACTION, SegmentCorrupt, read_segment, time_array
 from storage.segment_store import encode_dir_name
 from sync.cloud_store import NODE_TAG, CloudSegment, CloudTableSource, _overlapping, conform
@@ -36,6 +37,7 @@ DAY_NS = 86_400 * 10**9
 _ABSENT_TAG = "\x00"  # stands for "series has no such tag" in (series, time) keys
 _ROW_INDEX = "\x00row"
 DATABASE_COLUMN = "database"
+RETENTION_POLICY_COLUMN = "retention_policy"
 LOCK_NAME = "parquet_export.lock"
 MIGRATION = "parquet_export_v1"
 MIGRATION_DELETES = "parquet_export_v2_deletes"
@@ -132,6 +134,13 @@ def open_root(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def day_of(day_number: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day_number))).isoformat()
+
+
+def with_namespace_columns(rows: pa.Table, key: str) -> pa.Table:
+    """rows plus the `database` and `retention_policy` their namespace key (storage/namespaces.py) names."""
+    database, policy = split_data_key(key)
+    rows = rows.append_column(DATABASE_COLUMN, pa.array([database] * rows.num_rows, type=pa.string()))
+    return rows.append_column(RETENTION_POLICY_COLUMN, pa.array([policy] * rows.num_rows, type=pa.string()))
 
 
 def partition_dir(measurement: str, day: str) -> str:
@@ -375,8 +384,7 @@ class ParquetExporter:
         if rows.num_rows == 0:
             return None
         rows = rows.append_column(NODE_TAG, pa.array([first.node] * rows.num_rows, type=pa.string()))
-        return rows.append_column(DATABASE_COLUMN,
-                                  pa.array([first.database] * rows.num_rows, type=pa.string()))
+        return with_namespace_columns(rows, first.database)
 
     def _exported_overlapping(self, batch: list[CloudSegment]) -> list[CommittedSegment]:
         """Segments of the batch's node, database and measurement whose rows Parquet holds
@@ -769,8 +777,7 @@ class ParquetExporter:
         else:
             rows = pa.concat_tables(tables).combine_chunks()
         rows = rows.append_column(NODE_TAG, pa.array([first.node] * rows.num_rows, type=pa.string()))
-        return rows.append_column(DATABASE_COLUMN,
-                                  pa.array([first.database] * rows.num_rows, type=pa.string()))
+        return with_namespace_columns(rows, first.database)
 
     def status(self) -> dict[str, Any]:
         return {"root": self.config.root_uri, **self.counters, "last_error": self.last_error,
