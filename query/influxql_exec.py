@@ -1353,10 +1353,11 @@ class QueryExecutor:
         tag_filter = _tag_filter(rest, set(data.tag_keys))
         end = max_ns + 1 if max_ns < MAX_TIME_NS else None
         desc = bool(stmt.sort_fields) and not stmt.sort_fields[0].ascending
-        if (data.tail_reader is not None and is_raw and desc and stmt.limit and rest is None
-                and all(isinstance(c.expr, ast.VarRef) for c in columns)):
+        tail = (data.tail_reader is not None and is_raw and desc and bool(stmt.limit) and rest is None
+                and all(isinstance(c.expr, ast.VarRef) for c in columns))
+        if tail:
             # lastpoint shape: each group's newest rows are among its series' newest rows
-            table = data.tail_reader(stmt.offset + stmt.limit, min_ns, end, read_cols, tag_filter)
+            table = data.tail_reader(stmt.offset + stmt.limit, min_ns, end, read_cols, tag_filter)  # type: ignore[misc]
         elif (conditions := self._pushable_conditions(stmt, data, is_raw, group_tags, desc, rest)):
             # raw rows filtered by numeric field comparisons: evaluated per row group in storage
             table = data.filtered_reader(min_ns, end, read_cols, tag_filter, conditions)  # type: ignore[misc]
@@ -1365,6 +1366,10 @@ class QueryExecutor:
         table = _normalise_table(table, data, read_cols, min_ns, max_ns)
         if table.num_rows == 0:
             return []
+        if tail and self.fast_paths:
+            ranked = _raw_tail(stmt, data, table, columns, group_tags)
+            if ranked is not None:
+                return ranked
         if (self.fast_paths and is_raw and not group_tags and not stmt.limit and not stmt.offset
                 and not desc and data.filters_tags):
             fast = _raw_arrow(stmt, data, table, columns, rest)
@@ -1467,16 +1472,7 @@ class QueryExecutor:
         times = result.column(0).to_numpy()
         # whole columns to Python lists at once (NaN/inf -> null), groups are runs of equal keys
         values = [_json_column(result.column(1 + ng + i)) for i in range(len(columns))]
-        starts = [0]
-        keys: list[list[Any]] = []
-        if ng and n:
-            change = np.zeros(n - 1, dtype=bool)
-            for i in range(ng):
-                col = result.column(1 + i).combine_chunks().fill_null("")
-                keys.append(col.to_pylist())
-                arr = col.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-                change |= arr[1:] != arr[:-1]
-            starts.extend((np.flatnonzero(change) + 1).tolist())
+        starts, keys = _group_runs(result, groups)
         bounds = [*starts, n]
         out = []
         for a, b in zip(bounds, bounds[1:], strict=False):
@@ -1768,6 +1764,79 @@ def _field_comparison(term: ast.Expr, data: MeasurementData) -> tuple[str, str, 
     return ref.name, op, lit.value
 
 
+def _plain_references(columns: list[OutputColumn], data: MeasurementData) -> bool:
+    """Every column is a plain field or tag reference (no cast, no missing name)."""
+    tag_keys = set(data.tag_keys)
+    for col in columns:
+        expr = col.expr
+        if not isinstance(expr, ast.VarRef) or expr.type not in (None, "field", "tag"):
+            return False
+        is_field, is_tag = expr.name in data.field_types, expr.name in tag_keys
+        if is_field == is_tag or (expr.type == "tag" and not is_tag) or (expr.type == "field" and not is_field):
+            return False
+    return True
+
+
+def _group_runs(table: pa.Table, group_tags: list[str]) -> tuple[list[int], list[list[str]]]:
+    """Start rows of the runs of equal group tag values (table sorted by them) and each tag's
+    values per row ("" for a null or absent tag)."""
+    n = table.num_rows
+    starts = [0]
+    values: list[list[str]] = []
+    if not group_tags or n == 0:
+        return starts, values
+    change = np.zeros(n - 1, dtype=bool)
+    for tag in group_tags:
+        col = table.column(tag).combine_chunks().fill_null("") if tag in table.column_names \
+            else pa.array([""] * n, type=pa.string())
+        values.append(col.to_pylist())
+        codes = col.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+        change |= codes[1:] != codes[:-1]
+    starts.extend((np.flatnonzero(change) + 1).tolist())
+    return starts, values
+
+
+def _raw_tail(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table,
+              columns: list[OutputColumn], group_tags: list[str]) -> list[Series] | None:
+    """The lastpoint shape (plain fields/tags, no WHERE but time, ORDER BY time DESC, LIMIT) over
+    the few rows a tail read gives: per group the rows ranked by time, then the other tags,
+    descending, as the DuckDB path ranks them, and cut to OFFSET/LIMIT with pyarrow. None when
+    the columns need that path."""
+    if not _plain_references(columns, data):
+        return None
+    field_cols = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
+    if not field_cols:
+        return []
+    mask = table.column(field_cols[0]).is_valid()  # rows where some selected field has a value
+    for name in field_cols[1:]:
+        mask = pc.or_(mask, table.column(name).is_valid())
+    table = table.filter(mask)
+    if table.num_rows == 0:
+        return []
+    present = set(table.column_names)
+    ties = [t for t in data.tag_keys if t not in group_tags and t in present]
+    # as the SQL path: groups ascending (a null tag last), then time and the other tags descending
+    sort_keys = [(t, "ascending", "at_end") for t in group_tags if t in present] \
+        + [("time", "descending", "at_end")] + [(t, "descending", "at_end") for t in ties]
+    table = table.take(pc.sort_indices(table, sort_keys=sort_keys))
+    starts, _values = _group_runs(table, group_tags)
+    run_start = np.repeat(np.array(starts, dtype=np.int64), np.diff([*starts, table.num_rows]))
+    rank = np.arange(table.num_rows, dtype=np.int64) - run_start
+    keep = (rank >= stmt.offset) & (rank < stmt.offset + stmt.limit)
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    starts, group_values = _group_runs(table, group_tags)
+    times = table.column("time").to_numpy()
+    values = [_json_column(table.column(c.expr.name)) for c in columns]  # type: ignore[union-attr]
+    names = _column_names(columns)
+    out = []
+    for a, b in zip(starts, [*starts[1:], table.num_rows], strict=True):
+        tags = {t: group_values[i][a] for i, t in enumerate(group_tags)} if group_tags else None
+        out.append(Series(data.name, ["time", *names], [], tags, stmt.tz, times=times[a:b],
+                          value_columns=[col[a:b] for col in values]))
+    return out
+
+
 def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table,
                columns: list[OutputColumn], rest: ast.Expr | None) -> list[Series] | None:
     """Raw SELECT of plain fields/tags without GROUP BY tags, LIMIT or DESC, WHERE made of pushed
@@ -1782,13 +1851,8 @@ def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table
         if found is None:
             return None
         comparisons.append(found)
-    for col in columns:
-        expr = col.expr
-        if not isinstance(expr, ast.VarRef) or expr.type not in (None, "field", "tag"):
-            return None
-        is_field, is_tag = expr.name in data.field_types, expr.name in tag_keys
-        if is_field == is_tag or (expr.type == "tag" and not is_tag) or (expr.type == "field" and not is_field):
-            return None
+    if not _plain_references(columns, data):
+        return None
     field_cols = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
     if not field_cols:
         return []

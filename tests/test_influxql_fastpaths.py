@@ -83,6 +83,14 @@ QUERIES = [
     f"SELECT usage * 2, load FROM cpu WHERE usage > 50 AND load < 0 AND time >= {_t(0)}",
     f"SELECT * FROM cpu WHERE usage > 50 AND usage <= 80.5 AND load >= -10 AND time >= {_t(1000)}",
     f"SELECT usage::field, host::tag FROM cpu WHERE time >= {_t(100)} AND time < {_t(300)}",
+    # the lastpoint shape (tail read, ranked in pyarrow): ties at equal times across series,
+    # a group whose tag is absent (host c has no region), OFFSET, a time bound, an absent tag
+    'SELECT * FROM cpu GROUP BY "host" ORDER BY time DESC LIMIT 1',
+    "SELECT * FROM cpu GROUP BY region ORDER BY time DESC LIMIT 3 OFFSET 1",
+    "SELECT usage FROM cpu ORDER BY time DESC LIMIT 5",
+    f"SELECT load, host FROM cpu WHERE time < {_t(2000)} GROUP BY region ORDER BY time DESC LIMIT 2",
+    "SELECT usage FROM cpu GROUP BY host, nothere ORDER BY time DESC LIMIT 2 OFFSET 1",
+    "SELECT usage, load FROM cpu GROUP BY * ORDER BY time DESC LIMIT 2 tz('Europe/Berlin')",
 ]
 
 
