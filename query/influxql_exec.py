@@ -1777,6 +1777,18 @@ def _plain_references(columns: list[OutputColumn], data: MeasurementData) -> boo
     return True
 
 
+def _has_a_selected_field(table: pa.Table, columns: list[OutputColumn], data: MeasurementData) -> pa.Array | None:
+    """Per row: does some selected field have a value (InfluxDB leaves out rows without one)?
+    None when no selected column is a field (the answer is no rows)."""
+    fields = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
+    if not fields:
+        return None
+    mask = table.column(fields[0]).is_valid()
+    for name in fields[1:]:
+        mask = pc.or_(mask, table.column(name).is_valid())
+    return mask
+
+
 def _group_runs(table: pa.Table, group_tags: list[str]) -> tuple[list[int], list[list[str]]]:
     """Start rows of the runs of equal group tag values (table sorted by them) and each tag's
     values per row ("" for a null or absent tag)."""
@@ -1804,12 +1816,9 @@ def _raw_tail(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table,
     the columns need that path."""
     if not _plain_references(columns, data):
         return None
-    field_cols = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
-    if not field_cols:
+    mask = _has_a_selected_field(table, columns, data)
+    if mask is None:
         return []
-    mask = table.column(field_cols[0]).is_valid()  # rows where some selected field has a value
-    for name in field_cols[1:]:
-        mask = pc.or_(mask, table.column(name).is_valid())
     table = table.filter(mask)
     if table.num_rows == 0:
         return []
@@ -1853,12 +1862,9 @@ def _raw_arrow(stmt: ast.SelectStatement, data: MeasurementData, table: pa.Table
         comparisons.append(found)
     if not _plain_references(columns, data):
         return None
-    field_cols = [c.expr.name for c in columns if c.expr.name in data.field_types]  # type: ignore[union-attr]
-    if not field_cols:
+    mask = _has_a_selected_field(table, columns, data)
+    if mask is None:
         return []
-    mask = table.column(field_cols[0]).is_valid()  # rows where some selected field has a value
-    for name in field_cols[1:]:
-        mask = pc.or_(mask, table.column(name).is_valid())
     for name, op, value in comparisons:
         mask = pc.and_(mask, _ARROW_COMPARE[op](table.column(name), pa.scalar(value)).fill_null(False))
     table = table.filter(mask)

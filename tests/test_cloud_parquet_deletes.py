@@ -1,6 +1,7 @@
-"""Edge DELETE / DROP SERIES / DROP MEASUREMENT / DROP DATABASE after a Parquet export: the exporter
-rewrites exactly the touched (node, measurement, day) partitions so Parquet equals the cloud view,
-also when it is SIGKILLed at any step of the rewrite and run again."""
+"""Edge DELETE / DROP SERIES / DROP MEASUREMENT / DROP DATABASE / DROP RETENTION POLICY after a
+Parquet export: the exporter rewrites exactly the touched (node, measurement, day) partitions so
+Parquet equals the cloud view, also when it is SIGKILLed at any step of the rewrite and run again.
+Retention policies arrive in the cloud and in Parquet apart."""
 
 from __future__ import annotations
 
@@ -447,3 +448,54 @@ def test_kill9_again_while_recovering_a_committed_rewrite(deleted_after_export: 
     assert [s for (s,) in catalog_rows(cloud_dir, "SELECT state FROM parquet_rewrites")] == ["committed"]
     export(cloud_dir, root)
     assert_parquet_is_the_view(cloud_dir, root, ["cpu", "mem"])
+
+
+# ---------------------------------------------------------------- retention policies
+def policy_counts(cloud_dir: Path, text: str, rp: str | None = None) -> list[object]:
+    """Per statement of the cloud view's answer: the first series' count, 0 when none, or the error."""
+    out: list[object] = []
+    for result in QueryExecutor(CloudTableSource(cloud_dir)).execute(text, DB, rp=rp):
+        if "error" in result:
+            out.append(result["error"])
+        else:
+            out.append(result["series"][0]["values"][0][1] if result.get("series") else 0)
+    return out
+
+
+def parquet_policies(root: Path) -> dict[str, int]:
+    """retention_policy -> rows in the exported Parquet files (all of database DB)."""
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table(columns=["database", "retention_policy"])
+    assert set(table.column("database").to_pylist()) <= {DB}
+    found = pc.value_counts(table.column("retention_policy")).to_pylist()
+    return {item["values"]: item["counts"] for item in found}
+
+
+def test_policies_reach_the_cloud_apart_and_their_drop_follows(edge: Edge, tmp_path: Path) -> None:
+    """An edge's retention policies arrive as their own namespaces (FROM rp.m, rp=), are
+    exported with a retention_policy column, and DROP RETENTION POLICY removes that policy's
+    rows from the cloud view and from Parquet."""
+    cloud_dir, root = tmp_path / "cloud", tmp_path / "parquet"
+    edge.influxql(f"CREATE RETENTION POLICY week ON {DB} DURATION INF REPLICATION 1")
+    edge.write("cpu", ["h1", "h2"], T0, 10, HOUR)  # autogen: 20 rows
+    week = Batch("cpu", [(("host", "w1"),)], np.zeros(7, np.int32), T0 + np.arange(7, dtype=np.int64) * HOUR,
+                 {"value": pa.array(np.arange(7, dtype=np.float64))})
+    edge.engine.write(DB, [week], rp="week")
+    edge.engine.flush_all()
+    sync(cloud_dir, [edge])
+    source = CloudTableSource(cloud_dir)
+    assert source.databases() == [DB]
+    assert [p.name for p in source.retention_policies(DB)] == ["autogen", "week"]
+    assert policy_counts(cloud_dir, "SELECT count(value) FROM cpu; SELECT count(value) FROM week.cpu; "
+                                    f"SELECT count(value) FROM {DB}.autogen.cpu") == [20, 7, 20]
+    assert policy_counts(cloud_dir, "SELECT count(value) FROM cpu", rp="week") == [7]
+    assert policy_counts(cloud_dir, "SELECT count(value) FROM nope.cpu") == ["retention policy not found: nope"]
+    export(cloud_dir, root)
+    assert parquet_policies(root) == {"autogen": 20, "week": 7}
+
+    edge.influxql(f"DROP RETENTION POLICY week ON {DB}")
+    sync(cloud_dir, [edge])
+    assert [p.name for p in CloudTableSource(cloud_dir).retention_policies(DB)] == ["autogen"]
+    assert policy_counts(cloud_dir, "SELECT count(value) FROM week.cpu") == ["retention policy not found: week"]
+    assert policy_counts(cloud_dir, "SELECT count(value) FROM cpu") == [20]
+    export(cloud_dir, root)
+    assert parquet_policies(root) == {"autogen": 20}

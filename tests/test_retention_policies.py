@@ -181,7 +181,7 @@ def test_drop_measurement_delete_and_drop_database_reach_every_policy(tmp_path: 
 
 CRASHING_WRITER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys
     from pathlib import Path
     import numpy as np, pyarrow as pa
     from storage.batch import Batch
@@ -200,7 +200,7 @@ CRASHING_WRITER = textwrap.dedent(
     eng.drop_retention_policy("db", "short")
     eng.write("db", [batch("a", 3)])
     print("acknowledged", flush=True)
-    time.sleep(600)
+    signal.pause()  # until the test kills it
     """
 )
 
