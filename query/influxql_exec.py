@@ -54,7 +54,10 @@ class TableSource(Protocol):
         self, db: str, measurement: str, *, start_ns: int | None = None, end_ns: int | None = None,
         columns: list[str] | None = None, tag_filter: dict[str, set[str]] | None = None,
     ) -> pa.Table: ...
-    def create_database(self, name: str) -> None: ...
+    def create_database(self, name: str, **policy: Any) -> None:
+        """`policy`: rp_name, duration_ns, replication, shard_group_duration_ns of CREATE
+        DATABASE ... WITH (none given: the autogen policy)."""
+        ...
     def drop_database(self, name: str) -> None: ...
     def drop_measurement(self, db: str, measurement: str) -> None: ...
     def retention_policies(self, db: str) -> list[Any]: ...
@@ -873,7 +876,12 @@ class QueryExecutor:
         if isinstance(stmt, ast.ShowContinuousQueriesStatement):  # one empty series per database
             return [Series(d, ["name", "query"]) for d in self.source.databases()]
         if isinstance(stmt, ast.CreateDatabaseStatement):
-            self.source.create_database(stmt.name)
+            spec = {"rp_name": stmt.rp_name or None, "duration_ns": stmt.rp_duration_ns,
+                    "replication": stmt.rp_replication, "shard_group_duration_ns": stmt.rp_shard_duration_ns}
+            if any(v is not None for v in spec.values()):  # WITH ...: that policy instead of autogen
+                self.source.create_database(stmt.name, **spec)
+            else:
+                self.source.create_database(stmt.name)
             return []
         if isinstance(stmt, ast.DropDatabaseStatement):
             if self.source.has_database(stmt.name):

@@ -105,8 +105,12 @@ class Catalog:
         self.ddl_epoch += 1
         kind = op["op"]
         db = op["db"]
-        if kind == "create_db":
-            self.ensure_database(db)
+        if kind == "create_db":  # with "rp": that policy is the database's only one, its default
+            entry = self.ensure_database(db, with_autogen="rp" not in op)
+            if "rp" in op:
+                rp = RetentionPolicy.from_wire(op["rp"])
+                entry.rps[rp.name] = rp
+                entry.default_name = rp.name
         elif kind == "drop_db":
             for key in keys_of_database(db, list(self.databases)):
                 del self.databases[key]
@@ -141,12 +145,13 @@ class Catalog:
         else:
             raise ValueError(f"unknown catalog op {kind!r}")
 
-    def ensure_database(self, key: str) -> DatabaseEntry:
-        """The entry of a database (created with the autogen policy) or of a policy namespace."""
+    def ensure_database(self, key: str, with_autogen: bool = True) -> DatabaseEntry:
+        """The entry of a database (created with the autogen policy unless told otherwise) or
+        of a policy namespace."""
         entry = self.databases.get(key)
         if entry is None:
             entry = DatabaseEntry()
-            if not is_policy_key(key):
+            if with_autogen and not is_policy_key(key):
                 entry.rps[DEFAULT_RP] = RetentionPolicy(DEFAULT_RP, 0, 7 * DAY_NS, 1, True)
             self.databases[key] = entry
         return entry

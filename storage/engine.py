@@ -103,6 +103,7 @@ _TIME_COLUMN = "\x00time"
 _FS_RESERVE_FRACTION = 0.05  # stop accepting writes when less than 5 % of the filesystem is free
 _DISK_CHECK_INTERVAL_S = 1.0
 DAY_NS = 86_400 * 10**9
+HOUR_NS = 3600 * 10**9
 MIN_TIME = np.iinfo(np.int64).min
 MAX_TIME = np.iinfo(np.int64).max
 # logged DDL ops the catalog does not interpret (the engine replays them itself)
@@ -674,17 +675,49 @@ class StorageEngine:
             raise StorageError(str(exc)) from exc
         return rec.future
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, *, rp_name: str | None = None, duration_ns: int | None = None,
+                        replication: int | None = None, shard_group_duration_ns: int | None = None) -> None:
+        """CREATE DATABASE: with the autogen policy, or (any rp_* argument given: CREATE DATABASE
+        ... WITH) with that one policy as the default instead, as InfluxDB 1.x. Existing
+        database: nothing to do, unless the WITH policy (unnamed options at their defaults)
+        differs from its policy of that name or is not its default ("retention policy
+        conflicts with an existing policy")."""
         if not name:
             raise StorageError("database name required")
         problem = invalid_name(name)
         if problem is not None:
-            raise StorageError(f"{problem}: database {name!r} (no '/' or '\\', '.' or '..')")
+            raise StorageError(problem)  # InfluxDB's text: "invalid name"
+        spec = (rp_name, duration_ns, replication, shard_group_duration_ns)
+        policy = None
+        if any(v is not None for v in spec):
+            policy = self._policy_of_spec(rp_name or DEFAULT_RP, duration_ns or 0, replication or 1,
+                                          shard_group_duration_ns or 0, default=True)
         with self._lock:
-            if name in self._live.databases:
+            entry = self._live.databases.get(name)
+            if entry is not None:
+                if policy is not None:
+                    have = entry.rps.get(policy.name)
+                    if have != policy:  # policy is the default one: so must `have` be
+                        raise StorageError("retention policy conflicts with an existing policy")
                 return
-            fut = self._log_ddl({"op": "create_db", "db": name})
+            op: dict[str, Any] = {"op": "create_db", "db": name}
+            if policy is not None:
+                op["rp"] = policy.to_wire()
+            fut = self._log_ddl(op)
         fut.result()
+
+    @staticmethod
+    def _policy_of_spec(name: str, duration_ns: int, replication: int, shard_group_duration_ns: int,
+                        default: bool) -> RetentionPolicy:
+        """A checked policy: a valid name, a duration of 0 (infinite) or at least 1h (InfluxDB's
+        minimum), the shard group duration InfluxDB derives when none is given."""
+        problem = invalid_name(name)
+        if problem is not None:
+            raise StorageError(problem)
+        if 0 < duration_ns < HOUR_NS:
+            raise StorageError("retention policy duration must be at least 1h0m0s")
+        return RetentionPolicy(name, duration_ns, shard_group_duration_ns or default_shard_group_duration(duration_ns),
+                               replication, default)
 
     def drop_database(self, name: str) -> None:
         """Buffered rows, segments and schema of every policy gone. The drop is logged (fsynced)
@@ -723,10 +756,7 @@ class StorageEngine:
         replication: int = 1,
         default: bool = False,
     ) -> None:
-        problem = invalid_name(name)
-        if problem is not None:
-            raise StorageError(f"{problem}: retention policy {name!r} (no '/' or '\\', '.' or '..')")
-        rp = RetentionPolicy(name, duration_ns, shard_group_duration_ns or default_shard_group_duration(duration_ns), replication, default)
+        rp = self._policy_of_spec(name, duration_ns, replication, shard_group_duration_ns, default)
         with self._lock:
             existing = self._db(db).rps.get(name)
             if existing is not None:
@@ -746,6 +776,8 @@ class StorageEngine:
         replication: int | None = None,
         default: bool | None = None,
     ) -> None:
+        if duration_ns is not None and 0 < duration_ns < HOUR_NS:
+            raise StorageError("retention policy duration must be at least 1h0m0s")
         with self._lock:
             existing = self._db(db).rps.get(name)
             if existing is None:

@@ -692,7 +692,8 @@ DDL_SHOWS: list[dict[str, str]] = [  # /query parameters (db=DDL_DB, epoch=ns ad
     {"q": f"SELECT count(*) FROM {DDL_DB}.long.m1"}, {"q": f"SELECT count(*) FROM {DDL_DB}.autogen.m1"},
     {"q": f"SELECT count(*) FROM {DDL_DB}..m1"}, {"q": "SELECT count(*) FROM m1", "rp": "short"},
     {"q": "SELECT * FROM short./.*/ GROUP BY *"}, {"q": "SELECT * FROM /.*/", "rp": "long"},
-    {"q": "SELECT v FROM nope.m1"},
+    {"q": "SELECT v FROM nope.m1"}, {"q": "SHOW RETENTION POLICIES ON ddlw"},
+    {"q": "SHOW RETENTION POLICIES ON ddlx"},
 ]
 
 
@@ -740,6 +741,19 @@ DDL_STEPS: list[str | DdlWrite] = [
     f"CREATE RETENTION POLICY short ON {DDL_DB} DURATION 2d REPLICATION 1",
     "DROP MEASUREMENT m1",
     f"DROP RETENTION POLICY autogen ON {DDL_DB}",
+    # CREATE DATABASE ... WITH: that policy instead of autogen; conflicts; InfluxDB's minimum duration
+    "CREATE DATABASE ddlw WITH DURATION 3d REPLICATION 1 SHARD DURATION 1h NAME fast",
+    "CREATE DATABASE ddlw WITH NAME fast",
+    "CREATE DATABASE ddlw WITH DURATION 4d NAME fast",
+    "CREATE DATABASE ddlw WITH NAME other",
+    "CREATE DATABASE ddlw",
+    "CREATE DATABASE ddlx WITH DURATION 2d",
+    f"CREATE RETENTION POLICY tiny ON {DDL_DB} DURATION 30m REPLICATION 1",
+    f"ALTER RETENTION POLICY long ON {DDL_DB} DURATION 30m",
+    'CREATE DATABASE "a/b"',
+    f'CREATE RETENTION POLICY "x/y" ON {DDL_DB} DURATION 1d REPLICATION 1',
+    "DROP DATABASE ddlw",
+    "DROP DATABASE ddlx",
     f"DROP DATABASE {DDL_DB}",
 ]
 DDL_LINES = "\n".join(

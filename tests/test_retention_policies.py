@@ -226,3 +226,24 @@ def test_kill_9_after_drop_retention_policy_keeps_the_drop_and_the_other_policie
             eng.data_key("db", "short")
     finally:
         eng.close()
+
+
+def test_create_database_with_a_policy_has_that_default_instead_of_autogen(tmp_path: Path, now_ns: int) -> None:
+    eng = open_engine(tmp_path)
+    eng.create_database("db", rp_name="fast", duration_ns=72 * HOUR_NS, shard_group_duration_ns=HOUR_NS)
+    eng.create_database("db", rp_name="fast", duration_ns=72 * HOUR_NS, shard_group_duration_ns=HOUR_NS)  # same: no-op
+    for conflicting in ({"rp_name": "fast"}, {"rp_name": "other"}, {"duration_ns": 0}):
+        with pytest.raises(StorageError, match="retention policy conflicts with an existing policy"):
+            eng.create_database("db", **conflicting)
+    with pytest.raises(StorageError, match="retention policy duration must be at least 1h0m0s"):
+        eng.create_database("db2", duration_ns=HOUR_NS // 2)
+    eng.write("db", [points("m", "a", [1.5], now_ns)])
+    eng.close()
+    for _ in range(2):  # the catalog checkpoint, then a full replay of the WAL, agree
+        eng = open_engine(tmp_path)
+        [policy] = eng.retention_policies("db")
+        assert (policy.name, policy.duration_ns, policy.shard_group_duration_ns, policy.default) == (
+            "fast", 72 * HOUR_NS, HOUR_NS, True)
+        assert values(eng, eng.data_key("db")) == [1.5] and eng.data_key("db") == "db/fast"
+        eng.close()
+        (tmp_path / "meta").unlink()
