@@ -23,6 +23,7 @@ from storage.engine import (
     Overloaded,
     RetentionPolicyNotFound,
     StorageEngine,
+    StorageError,
     WriteOutcome,
 )
 
@@ -124,7 +125,10 @@ async def _write(request: web.Request, dialect: Dialect, db: str, rp: str | None
     settings = request.app[SETTINGS_KEY]
     if not engine.has_database(db):
         if settings.auto_create_databases:
-            await asyncio.get_running_loop().run_in_executor(None, engine.create_database, db)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, engine.create_database, db)
+            except StorageError as exc:  # e.g. "invalid name" (a '/' in it)
+                return _error(dialect, 400, f"cannot create database {db!r}: {exc}")
         else:
             what = f'database not found: "{db}"' if dialect == "v1" else f'bucket "{db}" not found'
             if dialect == "v3":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -156,3 +157,17 @@ def test_auth_required_when_enabled(tmp_path: Path) -> None:
         assert http("POST", f"{url}/write?db=edge&u=admin&p=bad", b"m v=1")[0] == 401
         assert http("POST", f"{url}/write?db=edge", b"m v=1", {"Authorization": "Basic YWRtaW46cHc="})[0] == 204
         assert http("GET", f"{url}/ping")[0] == 204
+
+
+def test_auto_created_databases_and_policies_by_name(tmp_path: Path) -> None:
+    """http.auto_create_databases: a write creates its database (autogen); a name InfluxDB
+    refuses ('/' in it) is a 400 naming the problem; rp= of a missing policy stays a 404."""
+    with ServerProcess(tmp_path / "data", "--set", "http.auto_create_databases=true") as proc:
+        assert http("POST", f"{proc.url}/write?db=fresh", b"m v=1 1700000000000000000")[0] == 204
+        status, _, body = http("POST", f"{proc.url}/query?" + urllib.parse.urlencode(
+            {"db": "fresh", "q": "SELECT v FROM autogen.m", "epoch": "ns"}))
+        assert json.loads(body)["results"][0]["series"][0]["values"] == [[1700000000000000000, 1]]
+        status, _, body = http("POST", f"{proc.url}/write?db=" + urllib.parse.quote("a/b"), b"m v=1")
+        assert status == 400 and json.loads(body)["error"] == "cannot create database 'a/b': invalid name"
+        status, _, body = http("POST", f"{proc.url}/write?db=fresh&rp=nope", b"m v=1")
+        assert status == 404 and json.loads(body)["error"] == "retention policy not found: nope"
