@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from storage.namespaces import invalid_name
+
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "kib": 1024,
@@ -302,6 +304,10 @@ def _check_choices(config: Config) -> None:
         raise ConfigError(f"option storage.unsynced_policy must be 'block' or 'drop_oldest', got {s.unsynced_policy!r}")
     if not re.fullmatch(r"always|never|interval:\d+", s.fsync):
         raise ConfigError(f"option storage.fsync must be always, never or interval:<ms>, got {s.fsync!r}")
+    for option, name in (("http.default_database", config.http.default_database),
+                         ("kubeedge.database", config.kubeedge.database)):
+        if name and invalid_name(name):
+            raise ConfigError(f"option {option} = {name!r}: not a database name (no '/', '\\', '.' or '..')")
 
 
 def describe_options() -> str:

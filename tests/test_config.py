@@ -40,6 +40,8 @@ def test_errors_name_the_option_and_source(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml", environ={})
     with pytest.raises(ConfigError, match="storage.fsync must be"):
         load_config(None, {"storage.fsync": "sometimes"}, environ={})
+    with pytest.raises(ConfigError, match=r"kubeedge.database = 'plant/a': not a database name"):
+        load_config(None, {"kubeedge.database": "plant/a"}, environ={})
     with pytest.raises(ConfigError, match="EDGETS_HTTP_AUTH_ENABLED"):
         load_config(None, environ={"EDGETS_HTTP_AUTH_ENABLED": "maybe"})
 
