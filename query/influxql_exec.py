@@ -1115,7 +1115,7 @@ class QueryExecutor:
         if what in ("SERIES", "MEASUREMENT") and not (stmt.exact or stmt.sources or stmt.condition
                                                        or stmt.dimensions or stmt.limit or stmt.offset):
             keys = self._policy_keys(db) if db and self.source.has_database(db) else []
-            names = self._measurements(keys) if keys else []
+            names = self._measurements(keys)
             total = sum(len(self._series(keys, n)) for n in names) if what == "SERIES" else len(names)
             return [Series(None, ["cardinality estimation"], [[total]])]
         if _mentions_time(stmt.condition):

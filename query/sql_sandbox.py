@@ -11,6 +11,8 @@ from typing import Protocol
 import duckdb
 import pyarrow as pa
 
+from storage.engine import StorageError
+
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -64,7 +66,7 @@ def run_sql(source: MeasurementSource, db: str, sql: str, *, memory_limit_bytes:
         raise SqlError(f"database not found: {db}", 404)
     try:
         key = source.data_key(db, rp)
-    except Exception as exc:  # noqa: BLE001 - the store's RetentionPolicyNotFound
+    except StorageError as exc:  # RetentionPolicyNotFound (the database exists)
         raise SqlError(f"retention policy not found: {rp}", 404) from exc
     con = sandboxed_connection(memory_limit_bytes)
     try:

@@ -1,6 +1,6 @@
-"""The catalog: databases, retention policies, per-namespace measurement field types and tag keys.
+"""The catalog: databases, retention policies, field types and tag keys per policy namespace.
 
-Each retention policy's rows are a namespace (storage/namespaces.py) with its own schema. A checkpoint of the WAL's DDL/schema effects up to `applied_seq`, persisted by write-tmp/fsync/rename.
+A checkpoint of the WAL's DDL/schema effects up to `applied_seq`, persisted by write-tmp/fsync/rename.
 """
 
 from __future__ import annotations

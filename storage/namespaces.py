@@ -38,8 +38,6 @@ def keys_of_database(db: str, keys: Iterable[str]) -> list[str]:
 def invalid_name(name: str) -> str | None:
     """Why `name` cannot be a database or retention policy name (None if it can), as
     InfluxDB's meta.ValidName: not empty, not "." or "..", printable, no "/" or "\\"."""
-    if not name or name in (".", ".."):
-        return "invalid name"
-    if any(c in name for c in _FORBIDDEN) or not name.isprintable():
+    if name in ("", ".", "..") or any(c in name for c in _FORBIDDEN) or not name.isprintable():
         return "invalid name"
     return None
